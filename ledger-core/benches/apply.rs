@@ -14,7 +14,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -22,10 +25,18 @@ impl Lcg {
 fn setup() -> MemoryStore {
     let mut store = MemoryStore::new();
     let accounts: Vec<Account> = (1..=ACCOUNTS)
-        .map(|id| Account { id, ledger: 1, code: 1, ..Account::default() })
+        .map(|id| Account {
+            id,
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        })
         .collect();
     for (i, chunk) in accounts.chunks(EVENTS_PER_BATCH_MAX).enumerate() {
-        let ctx = ApplyCtx { log_index: i as u64 + 1, timestamp: 1 };
+        let ctx = ApplyCtx {
+            log_index: i as u64 + 1,
+            timestamp: 1,
+        };
         apply(&mut store, &Command::CreateAccounts(chunk.to_vec()), ctx);
     }
     store
@@ -46,7 +57,8 @@ fn bench_apply(c: &mut Criterion) {
                     let transfers: Vec<Transfer> = (0..batch)
                         .map(|_| {
                             let debit = u128::from(rng.next()) % ACCOUNTS + 1;
-                            let credit = (debit + u128::from(rng.next()) % (ACCOUNTS - 1)) % ACCOUNTS + 1;
+                            let credit =
+                                (debit + u128::from(rng.next()) % (ACCOUNTS - 1)) % ACCOUNTS + 1;
                             next_id += 1;
                             Transfer {
                                 id: next_id,
@@ -61,7 +73,10 @@ fn bench_apply(c: &mut Criterion) {
                         .collect();
                     let command = Command::CreateTransfers(transfers);
                     index += 1;
-                    let ctx = ApplyCtx { log_index: index, timestamp: index };
+                    let ctx = ApplyCtx {
+                        log_index: index,
+                        timestamp: index,
+                    };
                     let start = Instant::now();
                     let results = apply(&mut store, &command, ctx);
                     total += start.elapsed();

@@ -84,12 +84,16 @@ impl Account {
 
     /// Returns true when the balances respect the account's balance-limiting flags.
     pub fn within_limits(&self) -> bool {
-        let debits_ok = !self.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        let debits_ok = !self
+            .flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
             || self
                 .debits_pending
                 .checked_add(self.debits_posted)
                 .is_some_and(|debits| debits <= self.credits_posted);
-        let credits_ok = !self.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        let credits_ok = !self
+            .flags
+            .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
             || self
                 .credits_pending
                 .checked_add(self.credits_posted)

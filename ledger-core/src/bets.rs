@@ -35,9 +35,7 @@ fn money_failure(code: TransferResult) -> MoneyFailure {
         | T::OverflowsCreditsPosted
         | T::OverflowsDebits
         | T::OverflowsCredits => MoneyFailure::Overflow,
-        T::DebitAccountAlreadyClosed | T::CreditAccountAlreadyClosed => {
-            MoneyFailure::AccountClosed
-        }
+        T::DebitAccountAlreadyClosed | T::CreditAccountAlreadyClosed => MoneyFailure::AccountClosed,
         // Any other code means the derived id is taken by another transfer, or the
         // transfer's record is not what this bet left there: refuse rather than touch it.
         _ => MoneyFailure::TransferIdConflict,
@@ -81,9 +79,15 @@ impl<S: Store> Engine<'_, S> {
     /// Posts (all of) or voids the stake held when the bet was placed.
     fn resolve_hold(&mut self, bet: &Bet, post: bool) -> Result<(), MoneyFailure> {
         let (kind, flag) = if post {
-            (BetTransferKind::PostHold, TransferFlags::POST_PENDING_TRANSFER)
+            (
+                BetTransferKind::PostHold,
+                TransferFlags::POST_PENDING_TRANSFER,
+            )
         } else {
-            (BetTransferKind::VoidHold, TransferFlags::VOID_PENDING_TRANSFER)
+            (
+                BetTransferKind::VoidHold,
+                TransferFlags::VOID_PENDING_TRANSFER,
+            )
         };
         self.bet_transfer(Transfer {
             id: bet_transfer_id(bet.id, kind, 0),
@@ -98,7 +102,10 @@ impl<S: Store> Engine<'_, S> {
     fn release_liability(&mut self, bet: &Bet) {
         let exposure = bet.potential_payout - bet.stake;
         let current = self.liability(bet.market_id, bet.selection_id);
-        assert!(current >= exposure, "liability below an open bet's exposure");
+        assert!(
+            current >= exposure,
+            "liability below an open bet's exposure"
+        );
         self.put_liability(bet.market_id, bet.selection_id, current - exposure);
     }
 
@@ -222,7 +229,9 @@ impl<S: Store> Engine<'_, S> {
         if player.flags.contains(AccountFlags::CLOSED) {
             return R::PlayerAccountAlreadyClosed;
         }
-        let house = self.account(market.house_account_id).expect("market house account");
+        let house = self
+            .account(market.house_account_id)
+            .expect("market house account");
         if house.flags.contains(AccountFlags::CLOSED) {
             return R::HouseAccountAlreadyClosed;
         }

@@ -22,7 +22,12 @@ pub struct DecodeError {
 
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot decode {} record: {}", self.table.name(), self.reason)
+        write!(
+            f,
+            "cannot decode {} record: {}",
+            self.table.name(),
+            self.reason
+        )
     }
 }
 

@@ -52,10 +52,19 @@ pub fn point_reads_see_writes(store: &mut impl Store) {
     store.delete(&Key::Account(7));
     assert_eq!(store.get(&Key::Account(7)), None);
     // The same number in another table is another record.
-    store.put(Key::Liability { market_id: 7, selection_id: 1 }, Value::Liability(3));
+    store.put(
+        Key::Liability {
+            market_id: 7,
+            selection_id: 1,
+        },
+        Value::Liability(3),
+    );
     assert_eq!(store.get(&Key::Account(7)), None);
     assert_eq!(
-        store.get(&Key::Liability { market_id: 7, selection_id: 1 }),
+        store.get(&Key::Liability {
+            market_id: 7,
+            selection_id: 1
+        }),
         Some(Value::Liability(3))
     );
 }
@@ -64,12 +73,25 @@ pub fn point_reads_see_writes(store: &mut impl Store) {
 pub fn scans_are_ordered_and_bounded(store: &mut impl Store) {
     // Neighbouring accounts and a timestamp needing more than one byte check the big-endian
     // order of the encoded keys.
-    for (account, ts) in [(1u128, 5u64), (2, 1), (2, 300), (2, 2), (3, 0), (2, u64::MAX - 1)] {
+    for (account, ts) in [
+        (1u128, 5u64),
+        (2, 1),
+        (2, 300),
+        (2, 2),
+        (3, 0),
+        (2, u64::MAX - 1),
+    ] {
         let (k, v) = entry(account, ts);
         store.put(k, v);
     }
-    let start = Key::AccountEntry { account_id: 2, timestamp: 0 };
-    let end = Key::AccountEntry { account_id: 3, timestamp: 0 };
+    let start = Key::AccountEntry {
+        account_id: 2,
+        timestamp: 0,
+    };
+    let end = Key::AccountEntry {
+        account_id: 3,
+        timestamp: 0,
+    };
     let stamps = |rows: Vec<(Key, Value)>| -> Vec<u64> {
         rows.into_iter()
             .map(|(k, _)| match k {
@@ -78,16 +100,40 @@ pub fn scans_are_ordered_and_bounded(store: &mut impl Store) {
             })
             .collect()
     };
-    assert_eq!(stamps(store.scan(&start, &end, false, 100)), vec![1, 2, 300, u64::MAX - 1]);
-    assert_eq!(stamps(store.scan(&start, &end, true, 100)), vec![u64::MAX - 1, 300, 2, 1]);
+    assert_eq!(
+        stamps(store.scan(&start, &end, false, 100)),
+        vec![1, 2, 300, u64::MAX - 1]
+    );
+    assert_eq!(
+        stamps(store.scan(&start, &end, true, 100)),
+        vec![u64::MAX - 1, 300, 2, 1]
+    );
     assert_eq!(stamps(store.scan(&start, &end, false, 2)), vec![1, 2]);
-    assert_eq!(stamps(store.scan(&start, &end, true, 1)), vec![u64::MAX - 1]);
-    let mid = Key::AccountEntry { account_id: 2, timestamp: 300 };
+    assert_eq!(
+        stamps(store.scan(&start, &end, true, 1)),
+        vec![u64::MAX - 1]
+    );
+    let mid = Key::AccountEntry {
+        account_id: 2,
+        timestamp: 300,
+    };
     assert_eq!(stamps(store.scan(&start, &mid, false, 100)), vec![1, 2]);
-    assert_eq!(stamps(store.scan(&mid, &end, false, 100)), vec![300, u64::MAX - 1]);
-    assert_eq!(stamps(store.scan(&mid, &mid, false, 100)), Vec::<u64>::new());
-    store.delete(&Key::AccountEntry { account_id: 2, timestamp: 2 });
-    assert_eq!(stamps(store.scan(&start, &end, false, 100)), vec![1, 300, u64::MAX - 1]);
+    assert_eq!(
+        stamps(store.scan(&mid, &end, false, 100)),
+        vec![300, u64::MAX - 1]
+    );
+    assert_eq!(
+        stamps(store.scan(&mid, &mid, false, 100)),
+        Vec::<u64>::new()
+    );
+    store.delete(&Key::AccountEntry {
+        account_id: 2,
+        timestamp: 2,
+    });
+    assert_eq!(
+        stamps(store.scan(&start, &end, false, 100)),
+        vec![1, 300, u64::MAX - 1]
+    );
 }
 
 /// `for_each` visits exactly the records of the table asked for.
@@ -95,7 +141,12 @@ pub fn for_each_visits_one_table(store: &mut impl Store) {
     for id in 1..=3u128 {
         store.put(
             Key::Account(id),
-            Value::Account(Account { id, ledger: 1, code: 1, ..Account::default() }),
+            Value::Account(Account {
+                id,
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            }),
         );
     }
     let (k, v) = entry(1, 1);
@@ -103,7 +154,10 @@ pub fn for_each_visits_one_table(store: &mut impl Store) {
     let mut seen = Vec::new();
     store.for_each(Table::Accounts, &mut |key, _| seen.push(*key));
     seen.sort();
-    assert_eq!(seen, vec![Key::Account(1), Key::Account(2), Key::Account(3)]);
+    assert_eq!(
+        seen,
+        vec![Key::Account(1), Key::Account(2), Key::Account(3)]
+    );
 }
 
 /// The same commands give the same results, state digest and audit chain as on the in-memory
@@ -119,8 +173,8 @@ pub fn apply_matches_memory_store(store: &mut impl Store) {
         flags,
         ..Account::default()
     };
-    let transfer = |id: u128, dr: u128, cr: u128, amount: u128, flags, pending_id, timeout| {
-        Transfer {
+    let transfer =
+        |id: u128, dr: u128, cr: u128, amount: u128, flags, pending_id, timeout| Transfer {
             id,
             debit_account_id: dr,
             credit_account_id: cr,
@@ -131,10 +185,13 @@ pub fn apply_matches_memory_store(store: &mut impl Store) {
             code: 1,
             flags,
             ..Transfer::default()
-        }
-    };
+        };
     let commands = vec![
-        Command::CreateAccounts(vec![account(1, history), account(2, limited), account(3, history)]),
+        Command::CreateAccounts(vec![
+            account(1, history),
+            account(2, limited),
+            account(3, history),
+        ]),
         Command::CreateTransfers(vec![
             transfer(10, 1, 2, 1_000, TransferFlags::default(), 0, 0),
             transfer(11, 2, 3, 400, TransferFlags::PENDING, 0, 1),
@@ -150,11 +207,18 @@ pub fn apply_matches_memory_store(store: &mut impl Store) {
     ];
     let mut timestamp = 1_000_000_000u64;
     for (index, command) in commands.iter().enumerate() {
-        let ctx = ApplyCtx { log_index: index as u64 + 1, timestamp };
+        let ctx = ApplyCtx {
+            log_index: index as u64 + 1,
+            timestamp,
+        };
         let expected: CommandResults = apply(&mut reference, command, ctx);
         let actual = apply(store, command, ctx);
         assert_eq!(actual, expected, "results of command {index}");
-        assert_eq!(read_meta(store), read_meta(&reference), "meta after command {index}");
+        assert_eq!(
+            read_meta(store),
+            read_meta(&reference),
+            "meta after command {index}"
+        );
         timestamp += 2_000_000_000;
     }
     assert_eq!(full_digest(store), full_digest(&reference));

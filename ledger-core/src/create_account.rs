@@ -28,9 +28,10 @@ impl<S: Store> Engine<'_, S> {
         if a.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
-        if a.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS.union(
-            AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
-        )) {
+        if a.flags.contains(
+            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                .union(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS),
+        ) {
             return R::FlagsAreMutuallyExclusive;
         }
         if a.debits_pending != 0 {

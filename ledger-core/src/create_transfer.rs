@@ -104,12 +104,16 @@ impl<S: Store> Engine<'_, S> {
         } else {
             None
         };
-        if dr.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        if dr
+            .flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
             && dr.debits_pending + dr.debits_posted + amount > dr.credits_posted
         {
             return R::ExceedsCredits;
         }
-        if cr.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        if cr
+            .flags
+            .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
             && cr.credits_pending + cr.credits_posted + amount > cr.debits_posted
         {
             return R::ExceedsDebits;
@@ -194,8 +198,12 @@ impl<S: Store> Engine<'_, S> {
             Some(PendingStatus::Expired) => return R::PendingTransferExpired,
             None => panic!("pending transfer {} has no status", p.id),
         }
-        let mut dr = self.account(p.debit_account_id).expect("pending debit account");
-        let mut cr = self.account(p.credit_account_id).expect("pending credit account");
+        let mut dr = self
+            .account(p.debit_account_id)
+            .expect("pending debit account");
+        let mut cr = self
+            .account(p.credit_account_id)
+            .expect("pending credit account");
         if post {
             if dr.debits_posted.checked_add(amount).is_none() {
                 return R::OverflowsDebitsPosted;
@@ -243,10 +251,16 @@ impl<S: Store> Engine<'_, S> {
         let now = self.now();
         let due = self.store_scan_expiries(now);
         for transfer_id in due {
-            let p = self.transfer(transfer_id).expect("expiring transfer exists");
+            let p = self
+                .transfer(transfer_id)
+                .expect("expiring transfer exists");
             assert_eq!(self.pending_status(p.id), Some(PendingStatus::Pending));
-            let mut dr = self.account(p.debit_account_id).expect("pending debit account");
-            let mut cr = self.account(p.credit_account_id).expect("pending credit account");
+            let mut dr = self
+                .account(p.debit_account_id)
+                .expect("pending debit account");
+            let mut cr = self
+                .account(p.credit_account_id)
+                .expect("pending credit account");
             dr.debits_pending -= p.amount;
             cr.credits_pending -= p.amount;
             reopen_if_closing(&p, &mut dr, &mut cr);

@@ -95,7 +95,9 @@ pub fn check_invariants(store: &impl Store) -> Result<InvariantReport, Vec<Strin
         sums.credits_posted = sums.credits_posted.wrapping_add(a.credits_posted);
     }
     for id in folded.keys() {
-        violations.push(format!("transfers touch account {id}, which does not exist"));
+        violations.push(format!(
+            "transfers touch account {id}, which does not exist"
+        ));
     }
     for (ledger, sums) in &report.ledgers {
         if sums.debits_pending != sums.credits_pending {

@@ -33,12 +33,12 @@ pub mod transfer;
 
 pub use account::{Account, AccountFlags, Balances};
 pub use bet::{
-    Bet, BetAction, BetActionKind, BetStatus, Market, MarketStatus, NewBet, NewMarket,
-    Settlement, SettlementFlags, ODDS_SCALE,
+    Bet, BetAction, BetActionKind, BetStatus, Market, MarketStatus, NewBet, NewMarket, Settlement,
+    SettlementFlags, ODDS_SCALE,
 };
 pub use command::{
-    ApplyCtx, Command, CommandRejection, CommandResults, EVENTS_PER_BATCH_MAX,
-    QUERY_RESULTS_MAX, SELECTIONS_PER_SETTLEMENT_MAX,
+    ApplyCtx, Command, CommandRejection, CommandResults, EVENTS_PER_BATCH_MAX, QUERY_RESULTS_MAX,
+    SELECTIONS_PER_SETTLEMENT_MAX,
 };
 pub use invariants::{check_invariants, InvariantReport};
 pub use memory_store::MemoryStore;

@@ -40,7 +40,11 @@ impl Store for MemoryStore {
     }
 
     fn put(&mut self, key: Key, value: Value) {
-        assert_eq!(key.table(), value.table(), "value stored under a key of another table");
+        assert_eq!(
+            key.table(),
+            value.table(),
+            "value stored under a key of another table"
+        );
         if key.table().ordered() {
             self.ordered.insert(key, value);
         } else {

@@ -165,10 +165,13 @@ pub fn get_account_transfers(store: &impl Store, filter: &AccountFilter) -> Vec<
         match page.last() {
             Some((Key::AccountEntry { timestamp, .. }, _)) if !exhausted => {
                 cursor = if filter.reverse {
-                    (cursor.0, Key::AccountEntry {
-                        account_id: filter.account_id,
-                        timestamp: *timestamp,
-                    })
+                    (
+                        cursor.0,
+                        Key::AccountEntry {
+                            account_id: filter.account_id,
+                            timestamp: *timestamp,
+                        },
+                    )
                 } else {
                     (
                         Key::AccountEntry {

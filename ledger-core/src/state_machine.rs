@@ -146,7 +146,13 @@ impl<'s, S: Store> Engine<'s, S> {
         self.store.get(key)
     }
 
-    pub(crate) fn scan(&self, start: &Key, end: &Key, reverse: bool, limit: usize) -> Vec<(Key, Value)> {
+    pub(crate) fn scan(
+        &self,
+        start: &Key,
+        end: &Key,
+        reverse: bool,
+        limit: usize,
+    ) -> Vec<(Key, Value)> {
         self.store.scan(start, end, reverse, limit)
     }
 
@@ -155,7 +161,10 @@ impl<'s, S: Store> Engine<'s, S> {
         if let Some(old) = &old {
             self.meta.digest = self.meta.digest.wrapping_sub(self.hasher.hash(&key, old));
         }
-        self.meta.digest = self.meta.digest.wrapping_add(self.hasher.hash(&key, &value));
+        self.meta.digest = self
+            .meta
+            .digest
+            .wrapping_add(self.hasher.hash(&key, &value));
         self.undo.push((key, old));
         self.store.put(key, value);
     }
@@ -203,7 +212,10 @@ impl<'s, S: Store> Engine<'s, S> {
     }
 
     pub(crate) fn put_account(&mut self, account: &Account) {
-        assert!(account.within_limits(), "account flags violated: {account:?}");
+        assert!(
+            account.within_limits(),
+            "account flags violated: {account:?}"
+        );
         self.put(Key::Account(account.id), Value::Account(*account));
     }
 

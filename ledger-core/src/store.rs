@@ -66,7 +66,10 @@ impl Table {
 
     /// Returns true for tables read by range scans (ordered keys needed).
     pub const fn ordered(self) -> bool {
-        matches!(self, Table::Expiries | Table::AccountEntries | Table::MarketBets)
+        matches!(
+            self,
+            Table::Expiries | Table::AccountEntries | Table::MarketBets
+        )
     }
 
     pub fn from_u8(n: u8) -> Option<Table> {
@@ -91,17 +94,32 @@ pub enum Key {
     /// The resolution state of a pending transfer, by the pending transfer's id.
     Pending(u128),
     /// A pending transfer with a timeout, ordered by the time it expires.
-    Expiry { expires_at: u64, transfer_id: u128 },
+    Expiry {
+        expires_at: u64,
+        transfer_id: u128,
+    },
     /// An id that failed with a transient result code.
-    Failure { kind: ObjectKind, id: u128 },
+    Failure {
+        kind: ObjectKind,
+        id: u128,
+    },
     /// One change of an account's balances, in cluster time order.
-    AccountEntry { account_id: u128, timestamp: u64 },
+    AccountEntry {
+        account_id: u128,
+        timestamp: u64,
+    },
     Market(u128),
     Bet(u128),
     /// The bets of a market, in placement order.
-    MarketBet { market_id: u128, timestamp: u64 },
+    MarketBet {
+        market_id: u128,
+        timestamp: u64,
+    },
     /// The house's exposure on one selection of a market.
-    Liability { market_id: u128, selection_id: u64 },
+    Liability {
+        market_id: u128,
+        selection_id: u64,
+    },
     Settlement(u128),
     Meta,
 }

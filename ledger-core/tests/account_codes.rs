@@ -22,38 +22,156 @@ fn every_account_result_code_is_produced() {
         }
         seen.extend(got);
     };
-    check(&mut l, vec![Account { timestamp: 1, ..base }], vec![R::TimestampMustBeZero]);
-    check(&mut l, vec![Account { flags: AccountFlags(1 << 9), ..base }], vec![R::ReservedFlag]);
-    check(&mut l, vec![Account { id: 0, ..base }], vec![R::IdMustNotBeZero]);
-    check(&mut l, vec![Account { id: u128::MAX, ..base }], vec![R::IdMustNotBeIntMax]);
+    check(
+        &mut l,
+        vec![Account {
+            timestamp: 1,
+            ..base
+        }],
+        vec![R::TimestampMustBeZero],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            flags: AccountFlags(1 << 9),
+            ..base
+        }],
+        vec![R::ReservedFlag],
+    );
+    check(
+        &mut l,
+        vec![Account { id: 0, ..base }],
+        vec![R::IdMustNotBeZero],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            id: u128::MAX,
+            ..base
+        }],
+        vec![R::IdMustNotBeIntMax],
+    );
     let both = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
         .union(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS);
-    check(&mut l, vec![Account { flags: both, ..base }], vec![R::FlagsAreMutuallyExclusive]);
-    check(&mut l, vec![Account { debits_pending: 1, ..base }], vec![R::DebitsPendingMustBeZero]);
-    check(&mut l, vec![Account { debits_posted: 1, ..base }], vec![R::DebitsPostedMustBeZero]);
-    check(&mut l, vec![Account { credits_pending: 1, ..base }], vec![R::CreditsPendingMustBeZero]);
-    check(&mut l, vec![Account { credits_posted: 1, ..base }], vec![R::CreditsPostedMustBeZero]);
-    check(&mut l, vec![Account { ledger: 0, ..base }], vec![R::LedgerMustNotBeZero]);
-    check(&mut l, vec![Account { code: 0, ..base }], vec![R::CodeMustNotBeZero]);
+    check(
+        &mut l,
+        vec![Account {
+            flags: both,
+            ..base
+        }],
+        vec![R::FlagsAreMutuallyExclusive],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            debits_pending: 1,
+            ..base
+        }],
+        vec![R::DebitsPendingMustBeZero],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            debits_posted: 1,
+            ..base
+        }],
+        vec![R::DebitsPostedMustBeZero],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            credits_pending: 1,
+            ..base
+        }],
+        vec![R::CreditsPendingMustBeZero],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            credits_posted: 1,
+            ..base
+        }],
+        vec![R::CreditsPostedMustBeZero],
+    );
+    check(
+        &mut l,
+        vec![Account { ledger: 0, ..base }],
+        vec![R::LedgerMustNotBeZero],
+    );
+    check(
+        &mut l,
+        vec![Account { code: 0, ..base }],
+        vec![R::CodeMustNotBeZero],
+    );
     check(&mut l, vec![base], vec![R::Created]);
     check(&mut l, vec![base], vec![R::Exists]);
-    check(&mut l, vec![Account { flags: AccountFlags::HISTORY, ..base }], vec![R::ExistsWithDifferentFlags]);
-    check(&mut l, vec![Account { user_data_128: 1, ..base }], vec![R::ExistsWithDifferentUserData128]);
-    check(&mut l, vec![Account { user_data_64: 1, ..base }], vec![R::ExistsWithDifferentUserData64]);
-    check(&mut l, vec![Account { user_data_32: 1, ..base }], vec![R::ExistsWithDifferentUserData32]);
-    check(&mut l, vec![Account { ledger: 2, ..base }], vec![R::ExistsWithDifferentLedger]);
-    check(&mut l, vec![Account { code: 2, ..base }], vec![R::ExistsWithDifferentCode]);
+    check(
+        &mut l,
+        vec![Account {
+            flags: AccountFlags::HISTORY,
+            ..base
+        }],
+        vec![R::ExistsWithDifferentFlags],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            user_data_128: 1,
+            ..base
+        }],
+        vec![R::ExistsWithDifferentUserData128],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            user_data_64: 1,
+            ..base
+        }],
+        vec![R::ExistsWithDifferentUserData64],
+    );
+    check(
+        &mut l,
+        vec![Account {
+            user_data_32: 1,
+            ..base
+        }],
+        vec![R::ExistsWithDifferentUserData32],
+    );
+    check(
+        &mut l,
+        vec![Account { ledger: 2, ..base }],
+        vec![R::ExistsWithDifferentLedger],
+    );
+    check(
+        &mut l,
+        vec![Account { code: 2, ..base }],
+        vec![R::ExistsWithDifferentCode],
+    );
     // A chain with a bad member creates nothing; an unterminated chain creates nothing.
     let linked = |id| acct(id, AccountFlags::LINKED);
     check(
         &mut l,
-        vec![linked(2), Account { code: 0, ..acct(3, AccountFlags::default()) }],
+        vec![
+            linked(2),
+            Account {
+                code: 0,
+                ..acct(3, AccountFlags::default())
+            },
+        ],
         vec![R::LinkedEventFailed, R::CodeMustNotBeZero],
     );
     assert!(query::lookup_accounts(&l.store, &[2]).is_empty());
-    check(&mut l, vec![linked(2), linked(3)], vec![R::LinkedEventFailed, R::LinkedEventChainOpen]);
+    check(
+        &mut l,
+        vec![linked(2), linked(3)],
+        vec![R::LinkedEventFailed, R::LinkedEventChainOpen],
+    );
     assert!(query::lookup_accounts(&l.store, &[2, 3]).is_empty());
-    check(&mut l, vec![linked(2), acct(3, AccountFlags::default())], vec![R::Created, R::Created]);
+    check(
+        &mut l,
+        vec![linked(2), acct(3, AccountFlags::default())],
+        vec![R::Created, R::Created],
+    );
 
     let missing: Vec<_> = R::ALL.iter().filter(|c| !seen.contains(c)).collect();
     assert!(missing.is_empty(), "codes never produced: {missing:?}");

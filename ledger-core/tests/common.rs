@@ -100,7 +100,9 @@ impl Ledger {
     }
 
     pub fn get_bet(&self, id: u128) -> Bet {
-        query::lookup_bets(&self.store, &[id]).pop().expect("bet exists")
+        query::lookup_bets(&self.store, &[id])
+            .pop()
+            .expect("bet exists")
     }
 
     pub fn digest(&self) -> u128 {
@@ -109,7 +111,10 @@ impl Ledger {
 
     /// Credits `amount` to `account` from `source` (which must allow it).
     pub fn fund(&mut self, id: u128, source: u128, account: u128, amount: u128) {
-        assert_eq!(self.transfer(xfer(id, source, account, amount)), TransferResult::Created);
+        assert_eq!(
+            self.transfer(xfer(id, source, account, amount)),
+            TransferResult::Created
+        );
     }
 }
 

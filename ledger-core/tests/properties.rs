@@ -11,7 +11,12 @@ use proptest::prelude::*;
 const ACCOUNTS: u128 = 6;
 
 fn account_strategy() -> impl Strategy<Value = Account> {
-    (1..=ACCOUNTS + 1, 0..4u16, prop_oneof![4 => Just(1u32), 1 => Just(2u32)], any::<bool>())
+    (
+        1..=ACCOUNTS + 1,
+        0..4u16,
+        prop_oneof![4 => Just(1u32), 1 => Just(2u32)],
+        any::<bool>(),
+    )
         .prop_map(|(id, f, ledger, linked)| {
             let mut flags = match f {
                 0 => AccountFlags::default(),
@@ -22,7 +27,13 @@ fn account_strategy() -> impl Strategy<Value = Account> {
             if linked {
                 flags = flags.union(AccountFlags::LINKED);
             }
-            Account { id, ledger, code: 1, flags, ..Account::default() }
+            Account {
+                id,
+                ledger,
+                code: 1,
+                flags,
+                ..Account::default()
+            }
         })
 }
 
@@ -58,7 +69,11 @@ fn transfer_strategy(with_timeouts: bool) -> impl Strategy<Value = Transfer> {
                 credit_account_id: if resolving { 0 } else { cr },
                 amount,
                 pending_id: if resolving { pending_id } else { 0 },
-                timeout: if flags.contains(TransferFlags::PENDING) { timeout } else { 0 },
+                timeout: if flags.contains(TransferFlags::PENDING) {
+                    timeout
+                } else {
+                    0
+                },
                 ledger: if resolving { 0 } else { 1 },
                 code: if resolving { 0 } else { 1 },
                 flags,
@@ -68,18 +83,26 @@ fn transfer_strategy(with_timeouts: bool) -> impl Strategy<Value = Transfer> {
 }
 
 fn bet_strategy() -> impl Strategy<Value = NewBet> {
-    (1..20u128, 1..=ACCOUNTS, 1..3u128, 1..4u64, 1..400u128, 10_001..60_000u64).prop_map(
-        |(id, player, market_id, selection_id, stake, odds)| NewBet {
-            id,
-            player_account_id: player,
-            market_id,
-            selection_id,
-            stake,
-            odds,
-            code: 3,
-            user_data_128: 0,
-        },
+    (
+        1..20u128,
+        1..=ACCOUNTS,
+        1..3u128,
+        1..4u64,
+        1..400u128,
+        10_001..60_000u64,
     )
+        .prop_map(
+            |(id, player, market_id, selection_id, stake, odds)| NewBet {
+                id,
+                player_account_id: player,
+                market_id,
+                selection_id,
+                stake,
+                odds,
+                code: 3,
+                user_data_128: 0,
+            },
+        )
 }
 
 fn command_strategy(with_timeouts: bool) -> impl Strategy<Value = Command> {
@@ -113,8 +136,20 @@ fn command_strategy(with_timeouts: bool) -> impl Strategy<Value = Command> {
 /// Funds every account from a bank account so that limited accounts can move money.
 fn funded_store() -> (MemoryStore, u64) {
     let mut store = MemoryStore::new();
-    let bank = Account { id: 100, ledger: 1, code: 1, ..Account::default() };
-    apply(&mut store, &Command::CreateAccounts(vec![bank]), ApplyCtx { log_index: 1, timestamp: 1_000 });
+    let bank = Account {
+        id: 100,
+        ledger: 1,
+        code: 1,
+        ..Account::default()
+    };
+    apply(
+        &mut store,
+        &Command::CreateAccounts(vec![bank]),
+        ApplyCtx {
+            log_index: 1,
+            timestamp: 1_000,
+        },
+    );
     (store, 1)
 }
 
@@ -124,7 +159,10 @@ fn run(commands: &[Command]) -> (Vec<CommandResults>, u128, MemoryStore) {
     let mut results = Vec::new();
     for (i, command) in commands.iter().enumerate() {
         index += 1;
-        let ctx = ApplyCtx { log_index: index, timestamp: 1_000 + i as u64 * 700_000_000 };
+        let ctx = ApplyCtx {
+            log_index: index,
+            timestamp: 1_000 + i as u64 * 700_000_000,
+        };
         results.push(apply(&mut store, command, ctx));
     }
     let digest = read_meta(&store).digest;
@@ -133,12 +171,30 @@ fn run(commands: &[Command]) -> (Vec<CommandResults>, u128, MemoryStore) {
 
 fn all_succeeded(results: &CommandResults) -> Vec<bool> {
     match results {
-        CommandResults::CreateAccounts(r) => r.iter().map(|c| matches!(c, AccountResult::Created | AccountResult::Exists)).collect(),
-        CommandResults::CreateTransfers(r) => r.iter().map(|c| matches!(c, TransferResult::Created | TransferResult::Exists)).collect(),
-        CommandResults::CreateMarkets(r) => r.iter().map(|c| matches!(c, MarketResult::Created | MarketResult::Exists)).collect(),
-        CommandResults::PlaceBets(r) => r.iter().map(|c| matches!(c, BetResult::Created | BetResult::Exists)).collect(),
-        CommandResults::SettleMarkets(r) => r.iter().map(|c| matches!(c, SettlementResult::Created | SettlementResult::Exists)).collect(),
-        CommandResults::BetActions(r) => r.iter().map(|c| matches!(c, BetActionResult::Applied | BetActionResult::Exists)).collect(),
+        CommandResults::CreateAccounts(r) => r
+            .iter()
+            .map(|c| matches!(c, AccountResult::Created | AccountResult::Exists))
+            .collect(),
+        CommandResults::CreateTransfers(r) => r
+            .iter()
+            .map(|c| matches!(c, TransferResult::Created | TransferResult::Exists))
+            .collect(),
+        CommandResults::CreateMarkets(r) => r
+            .iter()
+            .map(|c| matches!(c, MarketResult::Created | MarketResult::Exists))
+            .collect(),
+        CommandResults::PlaceBets(r) => r
+            .iter()
+            .map(|c| matches!(c, BetResult::Created | BetResult::Exists))
+            .collect(),
+        CommandResults::SettleMarkets(r) => r
+            .iter()
+            .map(|c| matches!(c, SettlementResult::Created | SettlementResult::Exists))
+            .collect(),
+        CommandResults::BetActions(r) => r
+            .iter()
+            .map(|c| matches!(c, BetActionResult::Applied | BetActionResult::Exists))
+            .collect(),
         CommandResults::Rejected(_) => vec![],
     }
 }
@@ -250,22 +306,46 @@ fn memory_store_passes_the_conformance_suite() {
 
 #[test]
 fn digest_tells_different_states_apart() {
-    let (_, digest_a, _) = run(&[Command::CreateAccounts(vec![Account { id: 1, ledger: 1, code: 1, ..Account::default() }])]);
-    let (_, digest_b, _) = run(&[Command::CreateAccounts(vec![Account { id: 2, ledger: 1, code: 1, ..Account::default() }])]);
+    let (_, digest_a, _) = run(&[Command::CreateAccounts(vec![Account {
+        id: 1,
+        ledger: 1,
+        code: 1,
+        ..Account::default()
+    }])]);
+    let (_, digest_b, _) = run(&[Command::CreateAccounts(vec![Account {
+        id: 2,
+        ledger: 1,
+        code: 1,
+        ..Account::default()
+    }])]);
     assert_ne!(digest_a, digest_b);
 }
 
 #[test]
 fn invariant_checker_catches_a_balance_changed_behind_its_back() {
     let mut l = common::Ledger::new();
-    l.accounts(vec![common::acct(1, AccountFlags::default()), common::acct(2, AccountFlags::default())]);
+    l.accounts(vec![
+        common::acct(1, AccountFlags::default()),
+        common::acct(2, AccountFlags::default()),
+    ]);
     l.fund(1, 1, 2, 50);
     // Money created from nothing: a credit with no transfer behind it.
     let mut a = l.account(2);
     a.credits_posted += 1;
     l.store.put(Key::Account(2), Value::Account(a));
     let violations = check_invariants(&l.store).expect_err("tampering must be caught");
-    assert!(violations.iter().any(|v| v.contains("fold of its transfers")), "{violations:?}");
-    assert!(violations.iter().any(|v| v.contains("debits_posted")), "{violations:?}");
-    assert!(violations.iter().any(|v| v.contains("running digest")), "{violations:?}");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("fold of its transfers")),
+        "{violations:?}"
+    );
+    assert!(
+        violations.iter().any(|v| v.contains("debits_posted")),
+        "{violations:?}"
+    );
+    assert!(
+        violations.iter().any(|v| v.contains("running digest")),
+        "{violations:?}"
+    );
 }

@@ -47,23 +47,92 @@ fn every_transfer_result_code_is_produced() {
     let mut seen = Seen(BTreeSet::new());
     let mut l = ledger();
     let t = xfer(100, 1, 6, 10);
-    seen.check(&mut l, Transfer { timestamp: 1, ..t }, R::TimestampMustBeZero);
-    seen.check(&mut l, Transfer { flags: TransferFlags(1 << 12), ..t }, R::ReservedFlag);
+    seen.check(
+        &mut l,
+        Transfer { timestamp: 1, ..t },
+        R::TimestampMustBeZero,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            flags: TransferFlags(1 << 12),
+            ..t
+        },
+        R::ReservedFlag,
+    );
     seen.check(&mut l, Transfer { id: 0, ..t }, R::IdMustNotBeZero);
-    seen.check(&mut l, Transfer { id: u128::MAX, ..t }, R::IdMustNotBeIntMax);
+    seen.check(
+        &mut l,
+        Transfer { id: u128::MAX, ..t },
+        R::IdMustNotBeIntMax,
+    );
     let both = TransferFlags::PENDING.union(TransferFlags::VOID_PENDING_TRANSFER);
-    seen.check(&mut l, Transfer { flags: both, ..t }, R::FlagsAreMutuallyExclusive);
-    seen.check(&mut l, Transfer { debit_account_id: 0, ..t }, R::DebitAccountIdMustNotBeZero);
-    seen.check(&mut l, Transfer { debit_account_id: u128::MAX, ..t }, R::DebitAccountIdMustNotBeIntMax);
-    seen.check(&mut l, Transfer { credit_account_id: 0, ..t }, R::CreditAccountIdMustNotBeZero);
-    seen.check(&mut l, Transfer { credit_account_id: u128::MAX, ..t }, R::CreditAccountIdMustNotBeIntMax);
-    seen.check(&mut l, Transfer { credit_account_id: 1, ..t }, R::AccountsMustBeDifferent);
-    seen.check(&mut l, Transfer { pending_id: 5, ..t }, R::PendingIdMustBeZero);
+    seen.check(
+        &mut l,
+        Transfer { flags: both, ..t },
+        R::FlagsAreMutuallyExclusive,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            debit_account_id: 0,
+            ..t
+        },
+        R::DebitAccountIdMustNotBeZero,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            debit_account_id: u128::MAX,
+            ..t
+        },
+        R::DebitAccountIdMustNotBeIntMax,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            credit_account_id: 0,
+            ..t
+        },
+        R::CreditAccountIdMustNotBeZero,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            credit_account_id: u128::MAX,
+            ..t
+        },
+        R::CreditAccountIdMustNotBeIntMax,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            credit_account_id: 1,
+            ..t
+        },
+        R::AccountsMustBeDifferent,
+    );
+    seen.check(
+        &mut l,
+        Transfer { pending_id: 5, ..t },
+        R::PendingIdMustBeZero,
+    );
     seen.check(&mut l, post(100, 0, 0), R::PendingIdMustNotBeZero);
     seen.check(&mut l, post(100, u128::MAX, 0), R::PendingIdMustNotBeIntMax);
     seen.check(&mut l, post(100, 100, 0), R::PendingIdMustBeDifferent);
-    seen.check(&mut l, Transfer { timeout: 5, ..t }, R::TimeoutReservedForPendingTransfer);
-    seen.check(&mut l, Transfer { flags: TransferFlags::CLOSING_DEBIT, ..t }, R::ClosingTransferMustBePending);
+    seen.check(
+        &mut l,
+        Transfer { timeout: 5, ..t },
+        R::TimeoutReservedForPendingTransfer,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            flags: TransferFlags::CLOSING_DEBIT,
+            ..t
+        },
+        R::ClosingTransferMustBePending,
+    );
     seen.check(&mut l, Transfer { amount: 0, ..t }, R::AmountMustNotBeZero);
     seen.check(&mut l, Transfer { ledger: 0, ..t }, R::LedgerMustNotBeZero);
     seen.check(&mut l, Transfer { code: 0, ..t }, R::CodeMustNotBeZero);
@@ -72,8 +141,19 @@ fn every_transfer_result_code_is_produced() {
     seen.check(&mut l, xfer(101, 77, 6, 10), R::DebitAccountNotFound);
     seen.check(&mut l, xfer(102, 1, 77, 10), R::CreditAccountNotFound);
     seen.check(&mut l, xfer(101, 1, 6, 10), R::IdAlreadyFailed);
-    seen.check(&mut l, xfer(103, 1, 4, 10), R::AccountsMustHaveTheSameLedger);
-    seen.check(&mut l, Transfer { ledger: 2, ..xfer(103, 1, 6, 10) }, R::TransferMustHaveTheSameLedgerAsAccounts);
+    seen.check(
+        &mut l,
+        xfer(103, 1, 4, 10),
+        R::AccountsMustHaveTheSameLedger,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            ledger: 2,
+            ..xfer(103, 1, 6, 10)
+        },
+        R::TransferMustHaveTheSameLedgerAsAccounts,
+    );
     seen.check(&mut l, xfer(104, 2, 6, 10), R::ExceedsCredits);
     seen.check(&mut l, xfer(105, 1, 3, 10), R::ExceedsDebits);
 
@@ -81,27 +161,126 @@ fn every_transfer_result_code_is_produced() {
     seen.check(&mut l, t, R::Created);
     seen.check(&mut l, t, R::Exists);
     seen.check(&mut l, linked(t), R::LinkedEventChainOpen);
-    seen.check(&mut l, Transfer { flags: TransferFlags::PENDING, ..t }, R::ExistsWithDifferentFlags);
-    seen.check(&mut l, Transfer { debit_account_id: 5, ..t }, R::ExistsWithDifferentDebitAccountId);
-    seen.check(&mut l, Transfer { credit_account_id: 5, ..t }, R::ExistsWithDifferentCreditAccountId);
-    seen.check(&mut l, Transfer { amount: 11, ..t }, R::ExistsWithDifferentAmount);
-    seen.check(&mut l, Transfer { user_data_128: 1, ..t }, R::ExistsWithDifferentUserData128);
-    seen.check(&mut l, Transfer { user_data_64: 1, ..t }, R::ExistsWithDifferentUserData64);
-    seen.check(&mut l, Transfer { user_data_32: 1, ..t }, R::ExistsWithDifferentUserData32);
-    seen.check(&mut l, Transfer { code: 9, ..t }, R::ExistsWithDifferentCode);
+    seen.check(
+        &mut l,
+        Transfer {
+            flags: TransferFlags::PENDING,
+            ..t
+        },
+        R::ExistsWithDifferentFlags,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            debit_account_id: 5,
+            ..t
+        },
+        R::ExistsWithDifferentDebitAccountId,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            credit_account_id: 5,
+            ..t
+        },
+        R::ExistsWithDifferentCreditAccountId,
+    );
+    seen.check(
+        &mut l,
+        Transfer { amount: 11, ..t },
+        R::ExistsWithDifferentAmount,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            user_data_128: 1,
+            ..t
+        },
+        R::ExistsWithDifferentUserData128,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            user_data_64: 1,
+            ..t
+        },
+        R::ExistsWithDifferentUserData64,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            user_data_32: 1,
+            ..t
+        },
+        R::ExistsWithDifferentUserData32,
+    );
+    seen.check(
+        &mut l,
+        Transfer { code: 9, ..t },
+        R::ExistsWithDifferentCode,
+    );
 
     // Two-phase transfers.
     seen.check(&mut l, pending(200, 1, 6, 50, 0), R::Created);
-    seen.check(&mut l, Transfer { timeout: 9, ..pending(200, 1, 6, 50, 0) }, R::ExistsWithDifferentTimeout);
-    seen.check(&mut l, Transfer { ledger: 7, ..pending(200, 1, 6, 50, 0) }, R::ExistsWithDifferentLedger);
+    seen.check(
+        &mut l,
+        Transfer {
+            timeout: 9,
+            ..pending(200, 1, 6, 50, 0)
+        },
+        R::ExistsWithDifferentTimeout,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            ledger: 7,
+            ..pending(200, 1, 6, 50, 0)
+        },
+        R::ExistsWithDifferentLedger,
+    );
     seen.check(&mut l, post(201, 999, 0), R::PendingTransferNotFound);
     seen.check(&mut l, post(202, 100, 0), R::PendingTransferNotPending);
-    seen.check(&mut l, Transfer { debit_account_id: 5, ..post(203, 200, 0) }, R::PendingTransferHasDifferentDebitAccountId);
-    seen.check(&mut l, Transfer { credit_account_id: 5, ..post(203, 200, 0) }, R::PendingTransferHasDifferentCreditAccountId);
-    seen.check(&mut l, Transfer { ledger: 2, ..post(203, 200, 0) }, R::PendingTransferHasDifferentLedger);
-    seen.check(&mut l, Transfer { code: 2, ..post(203, 200, 0) }, R::PendingTransferHasDifferentCode);
+    seen.check(
+        &mut l,
+        Transfer {
+            debit_account_id: 5,
+            ..post(203, 200, 0)
+        },
+        R::PendingTransferHasDifferentDebitAccountId,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            credit_account_id: 5,
+            ..post(203, 200, 0)
+        },
+        R::PendingTransferHasDifferentCreditAccountId,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            ledger: 2,
+            ..post(203, 200, 0)
+        },
+        R::PendingTransferHasDifferentLedger,
+    );
+    seen.check(
+        &mut l,
+        Transfer {
+            code: 2,
+            ..post(203, 200, 0)
+        },
+        R::PendingTransferHasDifferentCode,
+    );
     seen.check(&mut l, post(203, 200, 51), R::ExceedsPendingTransferAmount);
-    seen.check(&mut l, Transfer { amount: 3, ..void(203, 200) }, R::PendingTransferHasDifferentAmount);
+    seen.check(
+        &mut l,
+        Transfer {
+            amount: 3,
+            ..void(203, 200)
+        },
+        R::PendingTransferHasDifferentAmount,
+    );
     seen.check(&mut l, post(203, 200, 20), R::Created);
     seen.check(&mut l, post(203, 200, 21), R::ExistsWithDifferentAmount);
     seen.check(&mut l, post(203, 999, 20), R::ExistsWithDifferentPendingId);
@@ -116,10 +295,18 @@ fn every_transfer_result_code_is_produced() {
     seen.check(&mut l, post(221, 220, 0), R::PendingTransferExpired);
     let huge = u64::MAX - 1_000_000;
     l.now = huge;
-    seen.check(&mut l, pending(230, 1, 6, 50, u32::MAX), R::OverflowsTimeout);
+    seen.check(
+        &mut l,
+        pending(230, 1, 6, 50, u32::MAX),
+        R::OverflowsTimeout,
+    );
 
     // Closed accounts.
-    let closing = Transfer { flags: TransferFlags::PENDING.union(TransferFlags::CLOSING_CREDIT), amount: 0, ..xfer(300, 1, 5, 0) };
+    let closing = Transfer {
+        flags: TransferFlags::PENDING.union(TransferFlags::CLOSING_CREDIT),
+        amount: 0,
+        ..xfer(300, 1, 5, 0)
+    };
     seen.check(&mut l, closing, R::Created);
     seen.check(&mut l, xfer(301, 1, 5, 1), R::CreditAccountAlreadyClosed);
     seen.check(&mut l, xfer(302, 5, 1, 1), R::DebitAccountAlreadyClosed);
@@ -160,9 +347,15 @@ fn two_phase_transfer_moves_pending_then_posted() {
     let a = l.account(2);
     assert_eq!((a.debits_pending, a.debits_posted), (0, 50));
     assert_eq!(l.account(6).credits_posted, 50);
-    assert_eq!(query::pending_status(&l.store, 10), Some(PendingStatus::Posted));
+    assert_eq!(
+        query::pending_status(&l.store, 10),
+        Some(PendingStatus::Posted)
+    );
     let stored = query::lookup_transfers(&l.store, &[12])[0];
-    assert_eq!((stored.amount, stored.debit_account_id, stored.ledger), (50, 2, 1));
+    assert_eq!(
+        (stored.amount, stored.debit_account_id, stored.ledger),
+        (50, 2, 1)
+    );
 }
 
 #[test]
@@ -175,7 +368,10 @@ fn pending_transfer_expires_by_cluster_time_and_releases_the_hold() {
     l.advance_seconds(2);
     // Any command advances the state machine's clock; the expiry happens before it runs.
     assert_eq!(l.transfer(xfer(12, 2, 6, 1)), R::Created);
-    assert_eq!(query::pending_status(&l.store, 10), Some(PendingStatus::Expired));
+    assert_eq!(
+        query::pending_status(&l.store, 10),
+        Some(PendingStatus::Expired)
+    );
     assert_eq!(l.account(2).debits_pending, 0);
     assert_eq!(l.transfer(void(13, 10)), R::PendingTransferExpired);
 }
@@ -184,7 +380,10 @@ fn pending_transfer_expires_by_cluster_time_and_releases_the_hold() {
 fn balancing_transfer_moves_at_most_the_available_balance() {
     let mut l = ledger();
     l.fund(1, 1, 2, 70);
-    let t = Transfer { flags: TransferFlags::BALANCING_DEBIT, ..xfer(2, 2, 6, 100) };
+    let t = Transfer {
+        flags: TransferFlags::BALANCING_DEBIT,
+        ..xfer(2, 2, 6, 100)
+    };
     assert_eq!(l.transfer(t), R::Created);
     assert_eq!(query::lookup_transfers(&l.store, &[2])[0].amount, 70);
     assert_eq!(l.account(2).debits_posted, 70);
@@ -223,26 +422,84 @@ fn rejected_whole_command_changes_nothing() {
 fn account_history_and_balances_as_of_a_timestamp() {
     let mut l = ledger();
     for (i, amount) in [10u128, 20, 30].into_iter().enumerate() {
-        assert_eq!(l.transfer(Transfer { code: i as u16 + 1, ..xfer(i as u128 + 1, 1, 5, amount) }), R::Created);
+        assert_eq!(
+            l.transfer(Transfer {
+                code: i as u16 + 1,
+                ..xfer(i as u128 + 1, 1, 5, amount)
+            }),
+            R::Created
+        );
     }
-    let all = query::get_account_transfers(&l.store, &AccountFilter { account_id: 5, ..Default::default() });
+    let all = query::get_account_transfers(
+        &l.store,
+        &AccountFilter {
+            account_id: 5,
+            ..Default::default()
+        },
+    );
     assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), vec![1, 2, 3]);
-    let newest = query::get_account_transfers(&l.store, &AccountFilter { account_id: 5, reverse: true, limit: 2, ..Default::default() });
+    let newest = query::get_account_transfers(
+        &l.store,
+        &AccountFilter {
+            account_id: 5,
+            reverse: true,
+            limit: 2,
+            ..Default::default()
+        },
+    );
     assert_eq!(newest.iter().map(|t| t.id).collect::<Vec<_>>(), vec![3, 2]);
-    let coded = query::get_account_transfers(&l.store, &AccountFilter { account_id: 5, code: 2, ..Default::default() });
+    let coded = query::get_account_transfers(
+        &l.store,
+        &AccountFilter {
+            account_id: 5,
+            code: 2,
+            ..Default::default()
+        },
+    );
     assert_eq!(coded.iter().map(|t| t.id).collect::<Vec<_>>(), vec![2]);
-    let debits_only = query::get_account_transfers(&l.store, &AccountFilter { account_id: 5, debits: true, ..Default::default() });
+    let debits_only = query::get_account_transfers(
+        &l.store,
+        &AccountFilter {
+            account_id: 5,
+            debits: true,
+            ..Default::default()
+        },
+    );
     assert!(debits_only.is_empty());
     let t2 = all[1].timestamp;
-    let window = query::get_account_transfers(&l.store, &AccountFilter { account_id: 5, timestamp_min: t2, timestamp_max: t2, ..Default::default() });
+    let window = query::get_account_transfers(
+        &l.store,
+        &AccountFilter {
+            account_id: 5,
+            timestamp_min: t2,
+            timestamp_max: t2,
+            ..Default::default()
+        },
+    );
     assert_eq!(window.iter().map(|t| t.id).collect::<Vec<_>>(), vec![2]);
     let at = query::balances_at(&l.store, 5, t2).expect("history account");
     assert_eq!(at.credits_posted, 30);
-    assert_eq!(query::balances_at(&l.store, 5, t2 - 1).unwrap().credits_posted, 10);
+    assert_eq!(
+        query::balances_at(&l.store, 5, t2 - 1)
+            .unwrap()
+            .credits_posted,
+        10
+    );
     // Without the history flag there is no balance history.
     assert_eq!(query::balances_at(&l.store, 6, t2), None);
-    let rows = query::get_account_balances(&l.store, &AccountFilter { account_id: 5, ..Default::default() });
-    assert_eq!(rows.iter().map(|r| r.balances.credits_posted).collect::<Vec<_>>(), vec![10, 30, 60]);
+    let rows = query::get_account_balances(
+        &l.store,
+        &AccountFilter {
+            account_id: 5,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.balances.credits_posted)
+            .collect::<Vec<_>>(),
+        vec![10, 30, 60]
+    );
 }
 
 #[test]

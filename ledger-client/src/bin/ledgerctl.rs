@@ -1,0 +1,162 @@
+//! `ledgerctl`: the operator and developer CLI of Ledger.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ledger_client::local_cluster::{LocalCluster, NodeOptions};
+
+/// How long `local up` waits for every node to be ready.
+const LOCAL_UP_READY_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Parser)]
+#[command(
+    name = "ledgerctl",
+    version,
+    about = "Operate and use a Ledger cluster"
+)]
+struct Cli {
+    /// gRPC endpoints of the cluster's nodes, comma-separated.
+    #[arg(
+        long,
+        env = "LEDGER_ENDPOINTS",
+        default_value = "http://127.0.0.1:7000",
+        global = true
+    )]
+    endpoints: String,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// A local cluster of ledger-server processes for development.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommands,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCommands {
+    /// Start N nodes in DIR, bootstrap them as one cluster and wait for a leader.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Use fixed ports from here (node i: gRPC base+2(i-1), HTTP base+2(i-1)+1); free ports
+        /// are chosen otherwise.
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// The ledger-server binary (default: next to this ledgerctl).
+        #[arg(long)]
+        server: Option<PathBuf>,
+    },
+    /// Stop the cluster started in DIR.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ledgerctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Commands::Local { command } => local(command, cli.json),
+    }
+}
+
+fn server_binary(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return Ok(path);
+    }
+    let me = std::env::current_exe().map_err(|e| format!("cannot find ledgerctl itself: {e}"))?;
+    let sibling = me.with_file_name("ledger-server");
+    if sibling.exists() {
+        Ok(sibling)
+    } else {
+        Err(format!(
+            "no ledger-server next to {}; pass --server PATH",
+            me.display()
+        ))
+    }
+}
+
+fn local(command: LocalCommands, json: bool) -> Result<(), String> {
+    match command {
+        LocalCommands::Up {
+            nodes,
+            dir,
+            base_port,
+            server,
+        } => {
+            if nodes == 0 {
+                return Err("--nodes must be 1 or more".into());
+            }
+            let binary = server_binary(server)?;
+            let options = NodeOptions {
+                base_port,
+                ..NodeOptions::default()
+            };
+            let cluster =
+                LocalCluster::start(&binary, &dir, nodes, options).map_err(|e| e.to_string())?;
+            cluster
+                .wait_ready(Duration::from_millis(LOCAL_UP_READY_TIMEOUT_MS))
+                .map_err(|e| e.to_string())?;
+            let http: Vec<String> = cluster
+                .nodes
+                .iter()
+                .filter_map(|n| n.addrs.map(|a| format!("http://{}", a.http)))
+                .collect();
+            let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid).collect();
+            let endpoints = cluster.endpoints();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"endpoints": endpoints, "http": http, "pids": pids})
+                );
+            } else {
+                println!("cluster of {nodes} nodes is up in {}", dir.display());
+                println!("{:<6} {:<28} {:<28} {:>8}", "node", "grpc", "http", "pid");
+                for n in &cluster.nodes {
+                    let a = n.addrs.expect("started nodes report addresses");
+                    println!(
+                        "{:<6} {:<28} {:<28} {:>8}",
+                        n.id,
+                        format!("http://{}", a.grpc),
+                        format!("http://{}", a.http),
+                        n.pid.unwrap_or(0)
+                    );
+                }
+                println!("export LEDGER_ENDPOINTS={}", endpoints.join(","));
+            }
+            cluster.detach();
+            Ok(())
+        }
+        LocalCommands::Down { dir } => {
+            let mut cluster = LocalCluster::load(&dir).map_err(|e| e.to_string())?;
+            cluster.stop_all();
+            if json {
+                println!("{}", serde_json::json!({"stopped": cluster.nodes.len()}));
+            } else {
+                println!("cluster in {} is down", dir.display());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! A cluster of real `ledger-server` processes on this machine: what `ledgerctl local up`
+//! starts for development, and what the cluster tests and the partition harness drive.
+//!
+//! Ports are chosen at run time: every node first binds port 0 and writes the addresses it got
+//! to `<data dir>/addrs.json`; the first node is then started with `--init` and the others as
+//! `--peer`s. A restarted node binds the same addresses again, because they are part of the
+//! cluster's membership. The cluster's layout is saved in `<dir>/cluster.json`, so that a
+//! later `ledgerctl local down` can stop processes started by another invocation.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// How long to wait for a started process to report its addresses.
+pub const NODE_START_TIMEOUT_MS: u64 = 20_000;
+/// How often to poll while waiting for a condition.
+const POLL_INTERVAL_MS: u64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClusterError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("node {node}: {reason}")]
+    Node { node: u64, reason: String },
+    #[error("{0}")]
+    Layout(String),
+}
+
+/// The addresses a node reports after binding (written by ledger-server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// One node's saved layout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocalNode {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub addrs: Option<NodeAddrs>,
+    pub pid: Option<u32>,
+}
+
+/// Options for starting nodes.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub cluster: String,
+    /// Extra arguments given to every ledger-server process.
+    pub extra_args: Vec<String>,
+    /// Fixed ports: node i gets gRPC `base + 2(i-1)` and HTTP `base + 2(i-1) + 1`.
+    pub base_port: Option<u16>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            cluster: "ledger".into(),
+            extra_args: Vec::new(),
+            base_port: None,
+        }
+    }
+}
+
+/// A cluster of ledger-server processes, all on 127.0.0.1.
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub options: NodeOptions,
+    pub nodes: Vec<LocalNode>,
+    children: Vec<Option<Child>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Layout {
+    binary: PathBuf,
+    cluster: String,
+    nodes: Vec<LocalNode>,
+}
+
+impl LocalCluster {
+    /// Starts `count` nodes in `dir` and bootstraps them as one cluster. Returns once every
+    /// process reported its addresses; use [`LocalCluster::wait_ready`] to wait for a leader.
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        count: u64,
+        options: NodeOptions,
+    ) -> Result<Self, LocalClusterError> {
+        if count == 0 {
+            return Err(LocalClusterError::Layout(
+                "a cluster needs at least one node".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut cluster = Self {
+            dir: dir.to_path_buf(),
+            binary: binary.to_path_buf(),
+            options,
+            nodes: (1..=count)
+                .map(|id| LocalNode {
+                    id,
+                    data_dir: dir.join(format!("node{id}")),
+                    addrs: None,
+                    pid: None,
+                })
+                .collect(),
+            children: (0..count).map(|_| None).collect(),
+        };
+        // Followers first, so the first node can name them when it bootstraps the cluster.
+        for id in 2..=count {
+            cluster.spawn(id, false)?;
+        }
+        cluster.spawn(1, true)?;
+        cluster.save()?;
+        Ok(cluster)
+    }
+
+    /// Loads the layout a previous `start` saved in `dir` (processes are not owned).
+    pub fn load(dir: &Path) -> Result<Self, LocalClusterError> {
+        let bytes = std::fs::read(dir.join("cluster.json")).map_err(|e| {
+            LocalClusterError::Layout(format!("no cluster in {}: {e}", dir.display()))
+        })?;
+        let layout: Layout = serde_json::from_slice(&bytes)
+            .map_err(|e| LocalClusterError::Layout(format!("bad cluster.json: {e}")))?;
+        let count = layout.nodes.len();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            binary: layout.binary,
+            options: NodeOptions {
+                cluster: layout.cluster,
+                ..NodeOptions::default()
+            },
+            nodes: layout.nodes,
+            children: (0..count).map(|_| None).collect(),
+        })
+    }
+
+    fn save(&self) -> Result<(), LocalClusterError> {
+        let layout = Layout {
+            binary: self.binary.clone(),
+            cluster: self.options.cluster.clone(),
+            nodes: self.nodes.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&layout).expect("layout serializes");
+        std::fs::write(self.dir.join("cluster.json"), bytes)?;
+        Ok(())
+    }
+
+    fn index(&self, id: u64) -> Result<usize, LocalClusterError> {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .ok_or_else(|| LocalClusterError::Layout(format!("no node {id}")))
+    }
+
+    pub fn node(&self, id: u64) -> &LocalNode {
+        &self.nodes[self.index(id).expect("known node id")]
+    }
+
+    /// Returns the gRPC endpoints (`http://host:port`) of every node.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.addrs.map(|a| format!("http://{}", a.grpc)))
+            .collect()
+    }
+
+    pub fn grpc_addr(&self, id: u64) -> SocketAddr {
+        self.node(id).addrs.expect("node has started once").grpc
+    }
+
+    pub fn http_addr(&self, id: u64) -> SocketAddr {
+        self.node(id).addrs.expect("node has started once").http
+    }
+
+    fn spawn(&mut self, id: u64, init: bool) -> Result<(), LocalClusterError> {
+        let i = self.index(id)?;
+        let node = self.nodes[i].clone();
+        std::fs::create_dir_all(&node.data_dir)?;
+        let addrs_file = node.data_dir.join("addrs.json");
+        let (grpc, http) = match (node.addrs, self.options.base_port) {
+            (Some(a), _) => (a.grpc.to_string(), a.http.to_string()),
+            (None, Some(base)) => {
+                let port = base + 2 * (id as u16 - 1);
+                (
+                    format!("127.0.0.1:{port}"),
+                    format!("127.0.0.1:{}", port + 1),
+                )
+            }
+            (None, None) => ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
+        };
+        let _ = std::fs::remove_file(&addrs_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.data_dir.with_extension("log"))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--node-id")
+            .arg(id.to_string())
+            .arg("--cluster")
+            .arg(&self.options.cluster)
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .arg("--grpc-addr")
+            .arg(&grpc)
+            .arg("--http-addr")
+            .arg(&http)
+            .args(&self.options.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        if init {
+            command.arg("--init");
+            for other in &self.nodes {
+                if other.id != id {
+                    let addrs = other.addrs.ok_or_else(|| LocalClusterError::Node {
+                        node: other.id,
+                        reason: "started without reporting its addresses".into(),
+                    })?;
+                    command
+                        .arg("--peer")
+                        .arg(format!("{}={}", other.id, addrs.grpc));
+                }
+            }
+        }
+        let mut child = command.spawn().map_err(|e| LocalClusterError::Node {
+            node: id,
+            reason: format!("cannot start {}: {e}", self.binary.display()),
+        })?;
+        let deadline = Instant::now() + Duration::from_millis(NODE_START_TIMEOUT_MS);
+        let addrs = loop {
+            if let Ok(bytes) = std::fs::read(&addrs_file) {
+                if let Ok(addrs) = serde_json::from_slice::<NodeAddrs>(&bytes) {
+                    break addrs;
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                return Err(LocalClusterError::Node {
+                    node: id,
+                    reason: format!(
+                        "exited with {status} during start-up; see {}",
+                        node.data_dir.with_extension("log").display()
+                    ),
+                });
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(LocalClusterError::Node {
+                    node: id,
+                    reason: "did not report its addresses in time".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+        };
+        self.nodes[i].addrs = Some(addrs);
+        self.nodes[i].pid = Some(child.id());
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// Starts a stopped node again on its addresses and data.
+    pub fn restart(&mut self, id: u64) -> Result<(), LocalClusterError> {
+        self.spawn(id, false)?;
+        self.save()
+    }
+
+    /// Deletes a stopped node's data directory.
+    pub fn wipe(&mut self, id: u64) -> Result<(), LocalClusterError> {
+        let dir = self.node(id).data_dir.clone();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a signal to a node's process (`KILL`, `TERM`, `STOP`, `CONT`).
+    pub fn signal(&mut self, id: u64, signal: &str) -> Result<(), LocalClusterError> {
+        let i = self.index(id)?;
+        let Some(pid) = self.nodes[i].pid else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if matches!(signal, "KILL" | "TERM") {
+            if let Some(mut child) = self.children[i].take() {
+                let _ = child.wait();
+            } else if status.success() {
+                wait_for_exit(pid);
+            }
+            self.nodes[i].pid = None;
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs a node: no chance to flush or say goodbye.
+    pub fn kill(&mut self, id: u64) -> Result<(), LocalClusterError> {
+        self.signal(id, "KILL")
+    }
+
+    /// Stops every node.
+    pub fn stop_all(&mut self) {
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            let _ = self.signal(id, "CONT");
+            let _ = self.signal(id, "TERM");
+        }
+    }
+
+    /// Returns the parsed `/health/ready` answer of a node, or `None` if it does not answer.
+    pub fn ready(&self, id: u64) -> Option<(bool, serde_json::Value)> {
+        let addr = self.node(id).addrs?.http;
+        http_get(addr, "/health/ready").map(|(code, body)| {
+            let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+            (code == 200, json)
+        })
+    }
+
+    /// Waits until every running node answers ready, or `timeout` passes.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<(), LocalClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let waiting: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|n| n.pid.is_some())
+                .filter(|n| !matches!(self.ready(n.id), Some((true, _))))
+                .map(|n| n.id)
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LocalClusterError::Layout(format!(
+                    "nodes {waiting:?} not ready after {} ms",
+                    timeout.as_millis()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    /// Processes this value started die with it; loaded layouts are left alone.
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl LocalCluster {
+    /// Releases the started processes so they outlive this value (for `ledgerctl local up`).
+    pub fn detach(mut self) {
+        for child in self.children.iter_mut() {
+            child.take();
+        }
+    }
+}
+
+fn wait_for_exit(pid: u32) {
+    let deadline = Instant::now() + Duration::from_millis(NODE_START_TIMEOUT_MS);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+    }
+}
+
+/// A minimal HTTP/1.0 GET: returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let timeout = Duration::from_millis(1_000);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}

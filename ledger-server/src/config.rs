@@ -1,0 +1,170 @@
+//! Command-line configuration of a node, and the named limits and timings it runs with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Heartbeat from the leader to each follower.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// A follower that hears nothing for a random time in this range starts an election.
+pub const ELECTION_TIMEOUT_MS_MIN: u64 = 500;
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 1000;
+/// How long a write may wait for its entry to be applied before the answer is "unknown".
+pub const WRITE_TIMEOUT_MS: u64 = 5_000;
+/// How long a linearizable read may wait to confirm leadership.
+pub const READ_TIMEOUT_MS: u64 = 2_000;
+/// A leader that has not heard from a quorum for this long refuses new writes at once.
+pub const QUORUM_STALE_MS: u64 = 2 * ELECTION_TIMEOUT_MS_MAX;
+/// Largest gRPC message a client may send or receive.
+pub const CLIENT_MESSAGE_BYTES_MAX: usize = 16 << 20;
+
+const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
+const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
+const _: () = assert!(READ_TIMEOUT_MS <= WRITE_TIMEOUT_MS);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Parser)]
+#[command(name = "ledger-server", version, about = "A Ledger database node")]
+pub struct Args {
+    /// Development mode: a single-node cluster in ./ledger-data, initialized on first start,
+    /// gRPC on 127.0.0.1:7000 and HTTP on 127.0.0.1:7001 unless overridden.
+    #[arg(long)]
+    pub dev: bool,
+
+    /// This node's id (1 or more), fixed for the life of its data directory.
+    #[arg(long, env = "LEDGER_NODE_ID")]
+    pub node_id: Option<u64>,
+
+    /// Where the node keeps its RocksDB database and snapshots.
+    #[arg(long, env = "LEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address the gRPC server (client, admin and Raft services) listens on.
+    #[arg(long, env = "LEDGER_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+
+    /// Address the HTTP server (metrics, health) listens on.
+    #[arg(long, env = "LEDGER_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Address other nodes and clients use to reach this node's gRPC server (defaults to
+    /// --grpc-addr).
+    #[arg(long, env = "LEDGER_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+
+    /// Name of the cluster; nodes refuse Raft traffic from other clusters.
+    #[arg(long, env = "LEDGER_CLUSTER", default_value = "ledger")]
+    pub cluster: String,
+
+    /// Bootstrap a new cluster made of this node and the --peer nodes, if not done already.
+    /// Give it to exactly one node of a new cluster.
+    #[arg(long)]
+    pub init: bool,
+
+    /// Another voter of the initial cluster, as ID=HOST:PORT (with --init).
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<(u64, String)>,
+
+    /// Take a snapshot (and purge the log behind it) every this many applied entries.
+    #[arg(long, default_value_t = 20_000)]
+    pub snapshot_logs: u64,
+
+    /// RocksDB block cache, in MiB (the main bounded use of memory).
+    #[arg(long, default_value_t = 256)]
+    pub block_cache_mb: usize,
+
+    /// Log output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("peer '{s}' is not ID=HOST:PORT"))?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| format!("peer id '{id}' is not a number"))?;
+    if id == 0 {
+        return Err("peer id must not be 0".into());
+    }
+    if !addr.contains(':') {
+        return Err(format!("peer address '{addr}' is not HOST:PORT"));
+    }
+    Ok((id, addr.to_string()))
+}
+
+/// The resolved settings of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    pub cluster: String,
+    pub data_dir: PathBuf,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub advertise_addr: Option<String>,
+    /// Initialize a cluster of these voters (including this node) if not initialized yet.
+    pub init_members: Option<Vec<(u64, String)>>,
+    pub snapshot_logs: u64,
+    pub block_cache_mb: usize,
+}
+
+impl NodeConfig {
+    /// Resolves command-line arguments, with the `--dev` defaults.
+    pub fn from_args(args: &Args) -> Result<Self, String> {
+        let node_id = match (args.node_id, args.dev) {
+            (Some(0), _) => return Err("--node-id must be 1 or more".into()),
+            (Some(id), _) => id,
+            (None, true) => 1,
+            (None, false) => return Err("--node-id is required (or use --dev)".into()),
+        };
+        let data_dir = match (&args.data_dir, args.dev) {
+            (Some(dir), _) => dir.clone(),
+            (None, true) => PathBuf::from("ledger-data"),
+            (None, false) => return Err("--data-dir is required (or use --dev)".into()),
+        };
+        let default_grpc: SocketAddr = "127.0.0.1:7000".parse().expect("literal address");
+        let default_http: SocketAddr = "127.0.0.1:7001".parse().expect("literal address");
+        let grpc_addr = args.grpc_addr.unwrap_or(default_grpc);
+        let http_addr = args.http_addr.unwrap_or(default_http);
+        let init_members = if args.init || args.dev {
+            let own = args
+                .advertise_addr
+                .clone()
+                .unwrap_or_else(|| grpc_addr.to_string());
+            let mut members = vec![(node_id, own)];
+            for (id, addr) in &args.peers {
+                if members.iter().any(|(m, _)| m == id) {
+                    return Err(format!("node id {id} appears twice in the initial members"));
+                }
+                members.push((*id, addr.clone()));
+            }
+            Some(members)
+        } else {
+            if !args.peers.is_empty() {
+                return Err("--peer is only meaningful with --init".into());
+            }
+            None
+        };
+        if args.snapshot_logs == 0 {
+            return Err("--snapshot-logs must be 1 or more".into());
+        }
+        Ok(Self {
+            node_id,
+            cluster: args.cluster.clone(),
+            data_dir,
+            grpc_addr,
+            http_addr,
+            advertise_addr: args.advertise_addr.clone(),
+            init_members,
+            snapshot_logs: args.snapshot_logs,
+            block_cache_mb: args.block_cache_mb,
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! Group commit: concurrent client requests on the leader become one Raft entry.
+//!
+//! Requests queue in a bounded channel. A single task takes everything queued (up to
+//! [`GROUP_COMMIT_EVENTS_MAX`] events) as soon as an in-flight slot is free, proposes it as one
+//! entry, and hands each request its own results when the entry is applied. There is no
+//! waiting window: while earlier entries are being replicated, new requests pile up and leave
+//! together, so batching grows with load and costs nothing at low load. A full queue is
+//! answered at once with `RESOURCE_EXHAUSTED` (load shedding) instead of growing latency.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ledger_core::{Command, CommandResults, EVENTS_PER_BATCH_MAX};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::NodeError;
+use crate::raft::types::{LedgerRequest, Raft};
+
+/// Most events in one coalesced entry.
+pub const GROUP_COMMIT_EVENTS_MAX: usize = 4 * EVENTS_PER_BATCH_MAX;
+/// Most requests waiting to be proposed; beyond it new requests are shed.
+pub const PROPOSALS_QUEUED_MAX: usize = 8192;
+/// Most entries proposed and not yet applied at once (pipelining depth).
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 8;
+
+const _: () = assert!(GROUP_COMMIT_EVENTS_MAX >= EVENTS_PER_BATCH_MAX);
+
+/// The outcome of one committed request.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub results: CommandResults,
+    pub log_index: u64,
+    /// How many client requests shared the entry.
+    pub batch_requests: usize,
+}
+
+struct Proposal {
+    command: Command,
+    reply: oneshot::Sender<Result<Committed, NodeError>>,
+}
+
+/// Counters of what the committer did, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct GroupCommitStats {
+    pub entries: std::sync::atomic::AtomicU64,
+    pub requests: std::sync::atomic::AtomicU64,
+    pub shed: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct GroupCommitter {
+    tx: mpsc::Sender<Proposal>,
+    pub stats: Arc<GroupCommitStats>,
+}
+
+impl GroupCommitter {
+    /// Starts the committer task for `raft`.
+    pub fn start(raft: Raft) -> Self {
+        let (tx, rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
+        let stats = Arc::new(GroupCommitStats::default());
+        tokio::spawn(run(raft, rx, stats.clone()));
+        Self { tx, stats }
+    }
+
+    /// Proposes `command` and waits until it is applied or `timeout` passes.
+    pub async fn submit(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Committed, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(e) = self.tx.try_send(Proposal { command, reply }) {
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.stats
+                        .shed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    NodeError::ResourceExhausted(format!(
+                        "leader queue full ({PROPOSALS_QUEUED_MAX} requests); retry with backoff"
+                    ))
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    NodeError::Unavailable("node is shutting down".into())
+                }
+            });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
+                "node stopped while committing".into(),
+            )),
+            Err(_) => Err(NodeError::OutcomeUnknown(format!(
+                "not committed within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, stats: Arc<GroupCommitStats>) {
+    let slots = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
+    loop {
+        // Wait for a free slot first: while we wait, requests accumulate into a bigger entry.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut events = first.command.len();
+        let mut batch = vec![first];
+        while events < GROUP_COMMIT_EVENTS_MAX {
+            match rx.try_recv() {
+                Ok(p) => {
+                    events += p.command.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        stats
+            .entries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .requests
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn propose(raft: &Raft, batch: Vec<Proposal>) {
+    let (commands, replies): (Vec<Command>, Vec<_>) =
+        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let count = replies.len();
+    let request = LedgerRequest {
+        timestamp: wall_clock_ns(),
+        commands,
+    };
+    match raft.client_write(request).await {
+        Ok(response) => {
+            let log_index = response.log_id.index;
+            let results = response.data.results;
+            assert_eq!(results.len(), count, "one result per coalesced command");
+            for (reply, results) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(Committed {
+                    results,
+                    log_index,
+                    batch_requests: count,
+                }));
+            }
+        }
+        Err(e) => {
+            let error = NodeError::from_write(e);
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// The leader's wall clock in nanoseconds since the Unix epoch; apply keeps cluster time
+/// monotonic whatever this returns.
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,240 @@
+//! The admin API: bootstrap, membership changes, status and invariant verification.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use ledger_client::proto::admin as pb;
+use ledger_client::proto::admin::admin_server::Admin;
+use ledger_core::{check_invariants, read_meta};
+use openraft::BasicNode;
+use rocksdb::ReadOptions;
+use tonic::{Request, Response, Status};
+
+use crate::error::NodeError;
+use crate::grpc::status::to_status;
+use crate::node::Node;
+use crate::raft::state_machine::read_applied;
+use crate::raft::types::StoredMembership;
+use crate::storage::state_store::StateView;
+
+pub struct AdminService {
+    node: Arc<Node>,
+}
+
+impl AdminService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+fn membership_to_pb(m: &StoredMembership) -> pb::Membership {
+    let membership = m.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let mut out = pb::Membership::default();
+    for (id, node) in membership.nodes() {
+        let member = pb::Member {
+            node_id: *id,
+            address: node.addr.clone(),
+        };
+        if voters.contains(id) {
+            out.voters.push(member);
+        } else {
+            out.learners.push(member);
+        }
+    }
+    out
+}
+
+fn check_address(address: &str) -> Result<(), Status> {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(to_status(NodeError::invalid(
+            "address",
+            format!("'{address}' is not HOST:PORT"),
+        ))),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn init(
+        &self,
+        request: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
+        let r = request.into_inner();
+        if r.members.is_empty() {
+            return Err(to_status(NodeError::invalid("members", "no members given")));
+        }
+        let mut nodes = BTreeMap::new();
+        for (i, m) in r.members.iter().enumerate() {
+            if m.node_id == 0 {
+                return Err(to_status(NodeError::invalid(
+                    format!("members[{i}].node_id"),
+                    "must not be 0",
+                )));
+            }
+            check_address(&m.address)?;
+            nodes.insert(
+                m.node_id,
+                BasicNode {
+                    addr: m.address.clone(),
+                },
+            );
+        }
+        self.node
+            .raft
+            .initialize(nodes)
+            .await
+            .map_err(|e| to_status(NodeError::invalid("members", e.to_string())))?;
+        Ok(Response::new(pb::InitResponse {}))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let r = request.into_inner();
+        if r.node_id == 0 {
+            return Err(to_status(NodeError::invalid("node_id", "must not be 0")));
+        }
+        check_address(&r.address)?;
+        self.node.check_writable().map_err(to_status)?;
+        let response = self
+            .node
+            .raft
+            .add_learner(r.node_id, BasicNode { addr: r.address }, r.blocking)
+            .await
+            .map_err(|e| to_status(NodeError::from_write(e)))?;
+        let membership = response.membership.clone().unwrap_or_default();
+        Ok(Response::new(pb::MembershipResponse {
+            log_index: response.log_id.index,
+            membership: Some(membership_to_pb(&StoredMembership::new(
+                Some(response.log_id),
+                membership,
+            ))),
+        }))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let r = request.into_inner();
+        if r.voter_ids.is_empty() {
+            return Err(to_status(NodeError::invalid(
+                "voter_ids",
+                "a cluster needs at least one voter",
+            )));
+        }
+        self.node.check_writable().map_err(to_status)?;
+        let voters: BTreeSet<u64> = r.voter_ids.iter().copied().collect();
+        let response = self
+            .node
+            .raft
+            .change_membership(voters, r.retain)
+            .await
+            .map_err(|e| to_status(NodeError::from_write(e)))?;
+        let membership = response.membership.clone().unwrap_or_default();
+        Ok(Response::new(pb::MembershipResponse {
+            log_index: response.log_id.index,
+            membership: Some(membership_to_pb(&StoredMembership::new(
+                Some(response.log_id),
+                membership,
+            ))),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let m = self.node.raft.metrics().borrow().clone();
+        let (leader_id, leader_address) = self.node.leader();
+        let db = self.node.db.clone();
+        let (meta, applied) = tokio::task::spawn_blocking(move || {
+            let point = db.snapshot();
+            let mut options = ReadOptions::default();
+            options.set_snapshot(&point);
+            let applied = read_applied(&db, options);
+            let view = StateView::at_snapshot(&db, &point);
+            (read_meta(&view), applied)
+        })
+        .await
+        .map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
+        let applied = applied.map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
+        let problem = self.node.health.problem();
+        let replication = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, matched)| pb::FollowerProgress {
+                        node_id: *id,
+                        has_matched: matched.is_some(),
+                        matched_index: matched.map(|l| l.index).unwrap_or(0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(pb::StatusResponse {
+            node_id: self.node.config.node_id,
+            address: self.node.advertise_addr.clone(),
+            state: format!("{:?}", m.state),
+            current_term: m.current_term,
+            has_leader: leader_id.is_some(),
+            leader_id: leader_id.unwrap_or(0),
+            leader_address: leader_address.unwrap_or_default(),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            membership: Some(membership_to_pb(&m.membership_config)),
+            replication,
+            healthy: problem.is_none(),
+            unhealthy_reason: problem.unwrap_or_default(),
+            state_digest: meta.digest.to_be_bytes().to_vec(),
+            digest_applied_index: applied.last_applied.map(|l| l.index).unwrap_or(0),
+            audit_chain: meta.chain.to_be_bytes().to_vec(),
+            has_quorum_ack: m.millis_since_quorum_ack.is_some(),
+            millis_since_quorum_ack: m.millis_since_quorum_ack.unwrap_or(0),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        _request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let db = self.node.db.clone();
+        let response = tokio::task::spawn_blocking(move || {
+            let point = db.snapshot();
+            let mut options = ReadOptions::default();
+            options.set_snapshot(&point);
+            let applied = read_applied(&db, options)
+                .map(|a| a.last_applied.map(|l| l.index).unwrap_or(0))
+                .unwrap_or(0);
+            let view = StateView::at_snapshot(&db, &point);
+            let mut response = pb::VerifyResponse {
+                applied_index: applied,
+                ..Default::default()
+            };
+            match check_invariants(&view) {
+                Ok(report) => {
+                    response.ok = true;
+                    response.state_digest = report.digest.to_be_bytes().to_vec();
+                    response.accounts = report.accounts;
+                    response.transfers = report.transfers;
+                    response.bets = report.bets;
+                }
+                Err(violations) => response.violations = violations,
+            }
+            if let Some(e) = view.error() {
+                response.ok = false;
+                response.violations.push(e.to_string());
+            }
+            response
+        })
+        .await
+        .map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,36 @@
+//! The gRPC services of a node, all on one port: the client API (`ledger_service.rs`), the
+//! admin API (`admin_service.rs`) and Raft's own RPCs (`raft_service.rs`).
+
+pub mod admin_service;
+pub mod ledger_service;
+pub mod raft_service;
+pub mod status;
+
+use std::sync::Arc;
+
+use ledger_client::proto::admin::admin_server::AdminServer;
+use ledger_client::proto::ledger::ledger_server::LedgerServer;
+use ledger_client::proto::raft::raft_server::RaftServer;
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+
+use crate::node::Node;
+use crate::raft::network::RAFT_MESSAGE_BYTES_MAX;
+
+/// Builds the gRPC router of a node.
+pub fn router(node: Arc<Node>, client_message_bytes_max: usize) -> Router {
+    let ledger = LedgerServer::new(ledger_service::LedgerService::new(node.clone()))
+        .max_decoding_message_size(client_message_bytes_max)
+        .max_encoding_message_size(client_message_bytes_max);
+    let admin = AdminServer::new(admin_service::AdminService::new(node.clone()));
+    let raft = RaftServer::new(raft_service::RaftService::new(
+        node.raft.clone(),
+        node.config.cluster.clone(),
+    ))
+    .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+    Server::builder()
+        .add_service(ledger)
+        .add_service(admin)
+        .add_service(raft)
+}

@@ -1,0 +1,22 @@
+//! ledger-server: a Ledger node.
+//!
+//! Where a client's transfer goes, by file:
+//! - `grpc/ledger_service.rs`: decoded and checked (`INVALID_ARGUMENT` names the field);
+//! - `group_commit.rs`: coalesced with concurrent requests into one Raft entry;
+//! - `raft/log_store.rs`: made durable (fsynced) in the Raft log;
+//! - `raft/network.rs`, `grpc/raft_service.rs`: replicated to the followers;
+//! - `raft/state_machine.rs`: applied by ledger-core on every node, and written to RocksDB
+//!   (`storage/state_store.rs`) in one batch with the applied index.
+//!
+//! `node.rs` wires these together; `error.rs` and `grpc/status.rs` hold the one mapping from
+//! errors to gRPC statuses.
+
+pub mod config;
+pub mod error;
+pub mod group_commit;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod node;
+pub mod raft;
+pub mod storage;

@@ -1,0 +1,312 @@
+//! A running node: storage, Raft, the group committer and the servers, wired together.
+//!
+//! Start-up order: check the data directory belongs to this node and cluster, open the one
+//! RocksDB, build the log store and the state machine over it, start openraft, bootstrap the
+//! cluster if asked and not done yet, then serve gRPC (client, admin, Raft) and HTTP.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, SnapshotPolicy};
+use rocksdb::DB;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{
+    NodeConfig, CLIENT_MESSAGE_BYTES_MAX, ELECTION_TIMEOUT_MS_MAX, ELECTION_TIMEOUT_MS_MIN,
+    HEARTBEAT_INTERVAL_MS, QUORUM_STALE_MS,
+};
+use crate::error::NodeError;
+use crate::group_commit::GroupCommitter;
+use crate::health::Health;
+use crate::raft::log_store::{open_db, LogStore};
+use crate::raft::network::NetworkFactory;
+use crate::raft::state_machine::LedgerStateMachine;
+use crate::raft::types::Raft;
+
+/// Who a data directory belongs to, written on first start and checked on every start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Identity {
+    cluster: String,
+    node_id: u64,
+}
+
+const IDENTITY_FILE: &str = "node.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {dir}: {reason}")]
+    DataDir { dir: String, reason: String },
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+}
+
+/// Everything a request handler needs.
+pub struct Node {
+    pub config: NodeConfig,
+    /// The address other nodes and clients reach this node's gRPC server at.
+    pub advertise_addr: String,
+    pub raft: Raft,
+    pub db: Arc<DB>,
+    pub committer: GroupCommitter,
+    pub health: Arc<Health>,
+}
+
+impl Node {
+    /// Returns the leader as this node knows it: id and gRPC address.
+    pub fn leader(&self) -> (Option<u64>, Option<String>) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader;
+        let address = leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        (leader, address)
+    }
+
+    /// Refuses at once a write this node cannot commit: damaged node, not the leader, or a
+    /// leader that has not heard from a quorum recently. Nothing is proposed in these cases.
+    pub fn check_writable(&self) -> Result<(), NodeError> {
+        if let Some(problem) = self.health.problem() {
+            return Err(NodeError::Unhealthy(problem));
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.config.node_id) {
+            let (leader_id, leader_address) = self.leader();
+            return Err(NodeError::NotLeader {
+                leader_id,
+                leader_address,
+            });
+        }
+        if let Some(ms) = metrics.millis_since_quorum_ack {
+            if ms > QUORUM_STALE_MS {
+                return Err(NodeError::Unavailable(format!(
+                    "the leader has not heard from a quorum for {ms} ms"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A started node and its servers; dropping it does not stop them, `shutdown` does.
+pub struct RunningNode {
+    pub node: Arc<Node>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stops the servers and Raft.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            let _ = server.await;
+        }
+        let _ = self.node.raft.shutdown().await;
+    }
+}
+
+fn check_identity(dir: &Path, expected: &Identity) -> Result<(), StartError> {
+    let err = |reason: String| StartError::DataDir {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let path = dir.join(IDENTITY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let found: Identity = serde_json::from_slice(&bytes)
+                .map_err(|e| err(format!("unreadable {IDENTITY_FILE}: {e}")))?;
+            if &found != expected {
+                return Err(err(format!(
+                    "belongs to node {} of cluster '{}', not node {} of cluster '{}'",
+                    found.node_id, found.cluster, expected.node_id, expected.cluster
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = serde_json::to_vec_pretty(expected).map_err(|e| err(e.to_string()))?;
+            std::fs::write(&path, bytes).map_err(|e| err(e.to_string()))
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Binds both listeners of a configuration (port 0 picks a free port).
+pub async fn bind(config: &NodeConfig) -> Result<(TcpListener, TcpListener), StartError> {
+    let listen = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Listen {
+                addr,
+                reason: e.to_string(),
+            })
+    };
+    Ok((
+        listen(config.grpc_addr).await?,
+        listen(config.http_addr).await?,
+    ))
+}
+
+/// Starts a node on already bound listeners.
+pub async fn start(
+    config: NodeConfig,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+) -> Result<RunningNode, StartError> {
+    let grpc_addr = grpc_listener.local_addr().map_err(|e| StartError::Listen {
+        addr: config.grpc_addr,
+        reason: e.to_string(),
+    })?;
+    let http_addr = http_listener.local_addr().map_err(|e| StartError::Listen {
+        addr: config.http_addr,
+        reason: e.to_string(),
+    })?;
+    let advertise_addr = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| grpc_addr.to_string());
+    check_identity(
+        &config.data_dir,
+        &Identity {
+            cluster: config.cluster.clone(),
+            node_id: config.node_id,
+        },
+    )?;
+
+    let db = open_db(&config.data_dir.join("db"), config.block_cache_mb)
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    let log_store = LogStore::new(db.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+    let health = Arc::new(Health::new(log_store.corrupted_flag()));
+    let state_machine = LedgerStateMachine::open(db.clone(), &config.data_dir.join("snapshots"))
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+
+    let raft_config = openraft::Config {
+        cluster_name: config.cluster.clone(),
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MS_MIN,
+        election_timeout_max: ELECTION_TIMEOUT_MS_MAX,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+        max_in_snapshot_log_to_keep: config.snapshot_logs.min(1_000),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let network = NetworkFactory::new(config.cluster.clone(), config.node_id);
+    let raft = Raft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    if let Some(members) = &config.init_members {
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized {
+            let mut nodes = BTreeMap::new();
+            for (id, addr) in members {
+                // This node's own entry uses the address it actually listens on.
+                let addr = if *id == config.node_id {
+                    advertise_addr.clone()
+                } else {
+                    addr.clone()
+                };
+                nodes.insert(*id, BasicNode { addr });
+            }
+            tracing::info!(?nodes, "initializing a new cluster");
+            raft.initialize(nodes)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
+        }
+    }
+
+    let committer = GroupCommitter::start(raft.clone());
+    let node = Arc::new(Node {
+        config,
+        advertise_addr,
+        raft,
+        db,
+        committer,
+        health,
+    });
+
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = Vec::new();
+    let grpc = crate::grpc::router(node.clone(), CLIENT_MESSAGE_BYTES_MAX);
+    let mut grpc_stop = stopped.clone();
+    servers.push(tokio::spawn(async move {
+        let incoming = TcpListenerStream::new(grpc_listener);
+        let shutdown = async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = grpc.serve_with_incoming_shutdown(incoming, shutdown).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    }));
+    let http = crate::http::router(node.clone());
+    let mut http_stop = stopped;
+    servers.push(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(http_listener, http)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    write_addrs(&node.config.data_dir, grpc_addr, http_addr)?;
+    tracing::info!(%grpc_addr, %http_addr, node_id = node.config.node_id, "node started");
+    Ok(RunningNode {
+        node,
+        grpc_addr,
+        http_addr,
+        stop,
+        servers,
+    })
+}
+
+/// Publishes the bound addresses in `<data dir>/addrs.json` (ports may have been chosen by the
+/// system), for tools that start nodes on port 0.
+fn write_addrs(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> Result<(), StartError> {
+    let err = |e: std::io::Error| StartError::DataDir {
+        dir: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let body = serde_json::json!({ "grpc": grpc, "http": http }).to_string();
+    let tmp = dir.join("addrs.json.tmp");
+    std::fs::write(&tmp, body).map_err(err)?;
+    std::fs::rename(&tmp, dir.join("addrs.json")).map_err(err)
+}
+
+/// Waits until some node is known as leader, or `timeout` passes.
+pub async fn wait_for_leader(raft: &Raft, timeout: Duration) -> Option<u64> {
+    raft.wait(Some(timeout))
+        .metrics(|m| m.current_leader.is_some(), "a leader is known")
+        .await
+        .ok()
+        .and_then(|m| m.current_leader)
+}

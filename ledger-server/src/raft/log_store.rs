@@ -1,0 +1,688 @@
+//! The Raft log on RocksDB: where an entry becomes durable.
+//!
+//! This module owns the node's one RocksDB ([`open_db`] creates every column family the node
+//! uses, including the state machine's) and, inside it, the two column families of Raft's own
+//! data:
+//!
+//! - `raft_log`: one record per entry, keyed by the entry's index as a big-endian `u64` so that
+//!   key order is log order;
+//! - `raft_meta`: the vote, the committed log id and the last purged log id.
+//!
+//! Every record is stored as `[crc32 of the payload, 4 bytes big-endian][payload]`, the payload
+//! being the postcard encoding of the entry or metadata value.
+//!
+//! Data flows in from openraft through [`RaftLogStorage`]: `append` and `save_vote` write with
+//! `sync = true`, and only after RocksDB has fsynced its write-ahead log is openraft told
+//! (through the `LogFlushed` callback, or by returning) that the data is durable. RocksDB's
+//! default write options do not fsync; a vote acknowledged that way can be lost in a crash and
+//! then cast a second time in the same term. Data flows out through [`RaftLogReader`] to the
+//! replication tasks and to the state machine.
+//!
+//! Every read checks the crc32, that the payload decodes, that the entry's index equals its key
+//! and that the log has no hole. Damage is never served: the read fails with an openraft
+//! `StorageError` (which stops the Raft core), the damage is logged, and the shared `corrupted`
+//! flag lets the node report itself unhealthy. [`LogStore::verify_all`] runs the same checks over
+//! the whole log, for start-up. A failed write poisons the store: every later write is refused
+//! instead of retried, because after a failed fsync nobody knows what reached the disk.
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{
+    AnyError, BasicNode, Entry, ErrorSubject, ErrorVerb, LogId, RaftLogId, RaftTypeConfig,
+    StorageError, StorageIOError, Vote,
+};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Column family of the log entries, keyed by big-endian index.
+pub const LOG_CF: &str = "raft_log";
+/// Column family of the vote, the committed log id and the last purged log id.
+pub const META_CF: &str = "raft_meta";
+
+/// Column families of the state machine store, one per ledger-core table (the names are
+/// `ledger_core::Table::name()`). They are created here because one RocksDB holds everything a
+/// node stores and every column family has to be named when the database is opened.
+pub const STATE_COLUMN_FAMILIES: &[&str] = &[
+    "accounts",
+    "transfers",
+    "pending",
+    "expiries",
+    "failures",
+    "account_entries",
+    "markets",
+    "bets",
+    "market_bets",
+    "liabilities",
+    "settlements",
+    "state_meta",
+];
+
+/// Smallest block cache `open_db` accepts; below it RocksDB thrashes on index blocks.
+pub const BLOCK_CACHE_MB_MIN: usize = 8;
+const BYTES_PER_MB: usize = 1 << 20;
+/// Bloom filter size for the state column families (about 1% false positives).
+const BLOOM_FILTER_BITS_PER_KEY: f64 = 10.0;
+/// Size of the crc32 that prefixes every stored record.
+const CHECKSUM_BYTES: usize = 4;
+
+const VOTE_KEY: &str = "vote";
+const COMMITTED_KEY: &str = "committed";
+const PURGED_KEY: &str = "last_purged";
+
+/// Opens (creating if needed) the node's one RocksDB with every column family it uses: the Raft
+/// log and metadata, and [`STATE_COLUMN_FAMILIES`]. `block_cache_mb` bounds the block cache
+/// shared by all column families (at least [`BLOCK_CACHE_MB_MIN`]).
+pub fn open_db(path: impl AsRef<Path>, block_cache_mb: usize) -> Result<Arc<DB>, LogStoreError> {
+    let cache = Cache::new_lru_cache(block_cache_mb.max(BLOCK_CACHE_MB_MIN) * BYTES_PER_MB);
+
+    // The log is read by range scans, never by point lookups of absent keys, so a bloom filter
+    // would only cost memory there.
+    let mut log_table = BlockBasedOptions::default();
+    log_table.set_block_cache(&cache);
+    let mut raft_options = Options::default();
+    raft_options.set_block_based_table_factory(&log_table);
+    raft_options.set_compression_type(DBCompressionType::Lz4);
+
+    let mut state_table = BlockBasedOptions::default();
+    state_table.set_block_cache(&cache);
+    state_table.set_bloom_filter(BLOOM_FILTER_BITS_PER_KEY, false);
+    let mut state_options = Options::default();
+    state_options.set_block_based_table_factory(&state_table);
+    state_options.set_compression_type(DBCompressionType::Lz4);
+
+    let mut db_options = Options::default();
+    db_options.create_if_missing(true);
+    db_options.create_missing_column_families(true);
+    // RocksDB's default (point-in-time) recovery silently stops replaying the WAL at the first
+    // damaged record, dropping every later record, fsynced votes and entries included: a Raft
+    // node would forget what it promised. Tolerating only a torn tail (which can only be a
+    // write that was never acknowledged as synced) and failing the open on any other damage
+    // turns that silent loss into a refusal to start.
+    db_options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+
+    let families = [LOG_CF, META_CF]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, raft_options.clone()))
+        .chain(
+            STATE_COLUMN_FAMILIES
+                .iter()
+                .map(|name| ColumnFamilyDescriptor::new(*name, state_options.clone())),
+        );
+    let db = DB::open_cf_descriptors(&db_options, path, families).map_err(LogStoreError::Open)?;
+    Ok(Arc::new(db))
+}
+
+/// What is wrong with a stored record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    #[error("record of {len} bytes is shorter than its checksum")]
+    TooShort { len: usize },
+    #[error("crc32 mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch { stored: u32, computed: u32 },
+    #[error("checksum matches but the payload does not decode: {0}")]
+    Undecodable(String),
+    #[error("key is {len} bytes instead of 8")]
+    MalformedKey { len: usize },
+    #[error("record holds the entry of index {found}")]
+    IndexMismatch { found: u64 },
+    #[error("entry is missing: the next stored entry has index {next_present}")]
+    Missing { next_present: u64 },
+}
+
+/// A log entry that failed its checks. `index` is the log index at which the damage was found:
+/// the record's key, or for a malformed key or a hole, the index the scan expected next.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("raft log entry {index} is corrupt: {corruption}")]
+pub struct CorruptLogEntry {
+    pub index: u64,
+    pub corruption: Corruption,
+}
+
+/// The log store's operating errors. They become openraft `StorageError`s at the trait boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    #[error("cannot open the database: {0}")]
+    Open(#[source] rocksdb::Error),
+    #[error("column family {0} is missing; the database was not opened by open_db")]
+    MissingColumnFamily(&'static str),
+    #[error(transparent)]
+    CorruptEntry(#[from] CorruptLogEntry),
+    #[error("raft metadata `{key}` is corrupt: {corruption}")]
+    CorruptMeta {
+        key: &'static str,
+        corruption: Corruption,
+    },
+    #[error("cannot encode a record: {0}")]
+    Encode(#[source] postcard::Error),
+    #[error("rocksdb read failed: {0}")]
+    Read(#[source] rocksdb::Error),
+    #[error("rocksdb write failed, the log store is now poisoned: {0}")]
+    Write(#[source] rocksdb::Error),
+    #[error(
+        "the log store is poisoned by an earlier failed write and refuses writes; restart the node"
+    )]
+    Poisoned,
+}
+
+/// The Raft log and vote store over the node's shared RocksDB. Clones share the database and
+/// the `corrupted` and `poisoned` flags; a clone serves as the log reader of replication tasks.
+pub struct LogStore<C> {
+    db: Arc<DB>,
+    corrupted: Arc<AtomicBool>,
+    poisoned: Arc<AtomicBool>,
+    _config: PhantomData<C>,
+}
+
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            corrupted: self.corrupted.clone(),
+            poisoned: self.poisoned.clone(),
+            _config: PhantomData,
+        }
+    }
+}
+
+impl<C> Debug for LogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("path", &self.db.path())
+            .field("corrupted", &self.corrupted.load(Ordering::SeqCst))
+            .field("poisoned", &self.poisoned.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+/// Returns `[crc32][postcard(value)]`.
+fn seal<T: Serialize>(value: &T) -> Result<Vec<u8>, LogStoreError> {
+    let payload = postcard::to_stdvec(value).map_err(LogStoreError::Encode)?;
+    let mut record = Vec::with_capacity(CHECKSUM_BYTES + payload.len());
+    record.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    record.extend_from_slice(&payload);
+    Ok(record)
+}
+
+/// Checks a `[crc32][payload]` record and decodes its payload.
+fn unseal<T: DeserializeOwned>(record: &[u8]) -> Result<T, Corruption> {
+    let Some((stored, payload)) = record.split_first_chunk::<CHECKSUM_BYTES>() else {
+        return Err(Corruption::TooShort { len: record.len() });
+    };
+    let stored = u32::from_be_bytes(*stored);
+    let computed = crc32fast::hash(payload);
+    if stored != computed {
+        return Err(Corruption::ChecksumMismatch { stored, computed });
+    }
+    postcard::from_bytes(payload).map_err(|e| Corruption::Undecodable(e.to_string()))
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// Converts a store error met while reading the log into openraft's error, naming the damaged
+/// index when there is one.
+fn read_logs_error(e: LogStoreError) -> StorageError<u64> {
+    match &e {
+        LogStoreError::CorruptEntry(c) => {
+            StorageIOError::<u64>::read_log_at_index(c.index, AnyError::new(&e))
+        }
+        _ => StorageIOError::<u64>::read_logs(AnyError::new(&e)),
+    }
+    .into()
+}
+
+fn storage_error(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: LogStoreError,
+) -> StorageError<u64> {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+impl<C> LogStore<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+{
+    /// Builds the store over a database opened by [`open_db`]. It does not scan the log; call
+    /// [`LogStore::verify_all`] for that.
+    pub fn new(db: Arc<DB>) -> Result<Self, LogStoreError> {
+        for name in [LOG_CF, META_CF] {
+            if db.cf_handle(name).is_none() {
+                return Err(LogStoreError::MissingColumnFamily(name));
+            }
+        }
+        Ok(Self {
+            db,
+            corrupted: Arc::new(AtomicBool::new(false)),
+            poisoned: Arc::new(AtomicBool::new(false)),
+            _config: PhantomData,
+        })
+    }
+
+    /// Returns the flag raised (and never lowered) when a stored record fails its checks.
+    pub fn corrupted_flag(&self) -> Arc<AtomicBool> {
+        self.corrupted.clone()
+    }
+
+    /// Returns the flag raised (and never lowered) when a write failed and the store stopped
+    /// accepting writes.
+    pub fn poisoned_flag(&self) -> Arc<AtomicBool> {
+        self.poisoned.clone()
+    }
+
+    /// Returns whether a stored record failed its checks since the store was built.
+    pub fn is_corrupted(&self) -> bool {
+        self.corrupted.load(Ordering::SeqCst)
+    }
+
+    /// Returns whether the store refuses writes after a failed one.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Returns the shared database.
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    /// Reads and checks every stored entry and the metadata records; returns how many entries
+    /// there are. The first damaged entry is returned as [`LogStoreError::CorruptEntry`] with
+    /// its index, and raises the `corrupted` flag.
+    pub fn verify_all(&self) -> Result<u64, LogStoreError> {
+        self.read_meta::<Vote<u64>>(VOTE_KEY)?;
+        self.read_meta::<Option<LogId<u64>>>(COMMITTED_KEY)?;
+        self.read_meta::<LogId<u64>>(PURGED_KEY)?;
+        let mut checked = 0u64;
+        self.scan(0, None, |_| checked += 1)?;
+        Ok(checked)
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, LogStoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or(LogStoreError::MissingColumnFamily(name))
+    }
+
+    /// Records damage: logged, flagged for the health endpoint, and returned as an error so
+    /// that it is never served.
+    fn damaged(&self, e: LogStoreError) -> LogStoreError {
+        tracing::error!(
+            error = %e,
+            path = %self.db.path().display(),
+            "raft storage damage detected; refusing to serve it"
+        );
+        self.corrupted.store(true, Ordering::SeqCst);
+        e
+    }
+
+    /// Writes a batch unless the store is poisoned; a failure poisons it.
+    fn write(&self, batch: WriteBatch, options: &WriteOptions) -> Result<(), LogStoreError> {
+        if self.is_poisoned() {
+            return Err(LogStoreError::Poisoned);
+        }
+        self.db.write_opt(batch, options).map_err(|e| {
+            // After a failed (synced) write the on-disk state is unknown: RocksDB may have
+            // written part of it, and the kernel may have dropped dirty pages. Retrying could
+            // report as durable something that is not, so every later write is refused.
+            self.poisoned.store(true, Ordering::SeqCst);
+            tracing::error!(
+                error = %e,
+                path = %self.db.path().display(),
+                "raft log write failed; log store poisoned, it refuses all further writes"
+            );
+            LogStoreError::Write(e)
+        })
+    }
+
+    /// Writes a batch and fsyncs the WAL before returning.
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), LogStoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.write(batch, &options)
+    }
+
+    fn read_meta<T: DeserializeOwned>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, LogStoreError> {
+        let cf = self.cf(META_CF)?;
+        let Some(record) = self
+            .db
+            .get_pinned_cf(cf, key)
+            .map_err(LogStoreError::Read)?
+        else {
+            return Ok(None);
+        };
+        match unseal(&record) {
+            Ok(value) => Ok(Some(value)),
+            Err(corruption) => Err(self.damaged(LogStoreError::CorruptMeta { key, corruption })),
+        }
+    }
+
+    fn write_meta_synced<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), LogStoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(META_CF)?, key, seal(value)?);
+        self.write_synced(batch)
+    }
+
+    /// Checks one `raft_log` record. `expected` is the index the scan expects (the previous
+    /// index + 1), if a previous entry was seen.
+    fn check_entry(
+        &self,
+        key: &[u8],
+        record: &[u8],
+        position: u64,
+        expected: Option<u64>,
+    ) -> Result<Entry<C>, LogStoreError> {
+        let corrupt =
+            |index, corruption| self.damaged(CorruptLogEntry { index, corruption }.into());
+        let Ok(key) = <[u8; 8]>::try_from(key) else {
+            return Err(corrupt(
+                position,
+                Corruption::MalformedKey { len: key.len() },
+            ));
+        };
+        let index = u64::from_be_bytes(key);
+        if let Some(expected) = expected.filter(|expected| *expected != index) {
+            // The log must not have holes (openraft relies on it): an absent index between two
+            // present ones means records were lost.
+            return Err(corrupt(
+                expected,
+                Corruption::Missing {
+                    next_present: index,
+                },
+            ));
+        }
+        let entry: Entry<C> = unseal(record).map_err(|corruption| corrupt(index, corruption))?;
+        let found = entry.get_log_id().index;
+        if found != index {
+            return Err(corrupt(index, Corruption::IndexMismatch { found }));
+        }
+        Ok(entry)
+    }
+
+    /// Visits, in order, the checked entries with indexes in `[start, end)` (`end = None`:
+    /// to the end of the log).
+    fn scan(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        mut visit: impl FnMut(Entry<C>),
+    ) -> Result<(), LogStoreError> {
+        if end.is_some_and(|end| end <= start) {
+            return Ok(());
+        }
+        let cf = self.cf(LOG_CF)?;
+        let mut options = ReadOptions::default();
+        // RocksDB's own block checksums catch damage below our records.
+        options.set_verify_checksums(true);
+        if let Some(end) = end {
+            options.set_iterate_upper_bound(index_key(end));
+        }
+        let from = index_key(start);
+        let mut expected = None;
+        for item in
+            self.db
+                .iterator_cf_opt(cf, options, IteratorMode::From(&from, Direction::Forward))
+        {
+            let (key, record) = item.map_err(LogStoreError::Read)?;
+            let position = expected.unwrap_or(start);
+            let entry = self.check_entry(&key, &record, position, expected)?;
+            expected = entry.get_log_id().index.checked_add(1);
+            visit(entry);
+        }
+        Ok(())
+    }
+
+    fn last_entry_log_id(&self) -> Result<Option<LogId<u64>>, LogStoreError> {
+        let cf = self.cf(LOG_CF)?;
+        let Some(item) = self.db.iterator_cf(cf, IteratorMode::End).next() else {
+            return Ok(None);
+        };
+        let (key, record) = item.map_err(LogStoreError::Read)?;
+        let position = <[u8; 8]>::try_from(&key[..]).map_or(u64::MAX, u64::from_be_bytes);
+        let entry = self.check_entry(&key, &record, position, None)?;
+        Ok(Some(*entry.get_log_id()))
+    }
+
+    /// Adds to `batch` the deletion of every entry with index in `[from, ..)`.
+    fn delete_from(&self, batch: &mut WriteBatch, from: u64) -> Result<(), LogStoreError> {
+        let cf = self.cf(LOG_CF)?;
+        // `delete_range` excludes its end key, so the last possible index is deleted apart.
+        batch.delete_range_cf(cf, index_key(from), index_key(u64::MAX));
+        batch.delete_cf(cf, index_key(u64::MAX));
+        Ok(())
+    }
+}
+
+impl<C> RaftLogReader<C> for LogStore<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<C>>, StorageError<u64>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => match i.checked_add(1) {
+                Some(start) => start,
+                None => return Ok(Vec::new()),
+            },
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.checked_add(1),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        let mut entries = Vec::new();
+        self.scan(start, end, |entry| entries.push(entry))
+            .map_err(read_logs_error)?;
+        Ok(entries)
+    }
+}
+
+impl<C> RaftLogStorage<C> for LogStore<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+{
+    type LogReader = LogStore<C>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<u64>> {
+        let last_purged_log_id: Option<LogId<u64>> = self
+            .read_meta(PURGED_KEY)
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last_entry = self.last_entry_log_id().map_err(read_logs_error)?;
+        Ok(LogState {
+            last_purged_log_id,
+            // With every entry purged, the log still ends where the purge stopped.
+            last_log_id: last_entry.or(last_purged_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        self.write_meta_synced(VOTE_KEY, vote)
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        self.read_meta(VOTE_KEY)
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Read, e))
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
+        // Not synced: the committed id is a hint for re-applying entries after a restart, and
+        // openraft tolerates a stale one. The WAL is ordered, so a committed id that survives a
+        // crash never points past entries that did not (those were synced before it was
+        // written).
+        let result = (|| {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(META_CF)?, COMMITTED_KEY, seal(&committed)?);
+            self.write(batch, &WriteOptions::default())
+        })();
+        result.map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        let committed: Option<Option<LogId<u64>>> = self
+            .read_meta(COMMITTED_KEY)
+            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<C>> + Send,
+        I::IntoIter: Send,
+    {
+        let result = (|| {
+            let cf = self.cf(LOG_CF)?;
+            let mut batch = WriteBatch::default();
+            for entry in entries {
+                batch.put_cf(cf, index_key(entry.get_log_id().index), seal(&entry)?);
+            }
+            // One synced batch: the entries are on disk, all or none, before openraft hears of
+            // it through the callback.
+            self.write_synced(batch)
+        })();
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        // Synced like every other change to the log, so that a crash cannot bring back
+        // entries openraft was told are gone.
+        let result = (|| {
+            let mut batch = WriteBatch::default();
+            self.delete_from(&mut batch, log_id.index)?;
+            self.write_synced(batch)
+        })();
+        result.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let result = (|| {
+            // The purged id goes first, in the same atomic batch as the deletion, so the log
+            // state stays known (`last_log_id` falls back to it) even when no entry is left.
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(META_CF)?, PURGED_KEY, seal(&log_id)?);
+            match log_id.index.checked_add(1) {
+                Some(end) => {
+                    batch.delete_range_cf(self.cf(LOG_CF)?, index_key(0), index_key(end));
+                }
+                None => self.delete_from(&mut batch, 0)?,
+            }
+            self.write_synced(batch)
+        })();
+        result.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    openraft::declare_raft_types!(
+        UnitConfig:
+            D = u64,
+            R = u64,
+            SnapshotData = std::io::Cursor<Vec<u8>>,
+    );
+
+    #[test]
+    fn a_failed_write_poisons_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_db(dir.path(), BLOCK_CACHE_MB_MIN).expect("open db");
+        let store = LogStore::<UnitConfig>::new(db).expect("log store");
+        store
+            .write_meta_synced(VOTE_KEY, &Vote::new(1, 1))
+            .expect("a first synced write succeeds");
+
+        // RocksDB rejects a synced write without a WAL: a real write failure, without a
+        // broken disk.
+        let mut invalid = WriteOptions::default();
+        invalid.set_sync(true);
+        invalid.disable_wal(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(META_CF).expect("meta cf"), VOTE_KEY, b"x");
+        assert!(matches!(
+            store.write(batch, &invalid),
+            Err(LogStoreError::Write(_))
+        ));
+        assert!(store.is_poisoned());
+        assert!(store.poisoned_flag().load(Ordering::SeqCst));
+
+        // Every later write is refused, including ones that would succeed.
+        assert!(matches!(
+            store.write_meta_synced(VOTE_KEY, &Vote::new(2, 1)),
+            Err(LogStoreError::Poisoned)
+        ));
+        let vote: Option<Vote<u64>> = store.read_meta(VOTE_KEY).expect("reads still work");
+        assert_eq!(vote, Some(Vote::new(1, 1)));
+    }
+
+    #[test]
+    fn records_round_trip_and_damage_is_classified() {
+        let record =
+            seal(&Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 7))).expect("seal");
+        let back: Option<LogId<u64>> = unseal(&record).expect("unseal");
+        assert_eq!(
+            back,
+            Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 7))
+        );
+
+        assert_eq!(
+            unseal::<u64>(&record[..3]),
+            Err(Corruption::TooShort { len: 3 })
+        );
+        let mut flipped = record.clone();
+        *flipped.last_mut().expect("non-empty") ^= 0x01;
+        assert!(matches!(
+            unseal::<Option<LogId<u64>>>(&flipped),
+            Err(Corruption::ChecksumMismatch { .. })
+        ));
+        // A record whose crc matches garbage still fails: it does not decode.
+        let garbage = [0xffu8; 3];
+        let mut sealed_garbage = crc32fast::hash(&garbage).to_be_bytes().to_vec();
+        sealed_garbage.extend_from_slice(&garbage);
+        assert!(matches!(
+            unseal::<LogId<u64>>(&sealed_garbage),
+            Err(Corruption::Undecodable(_))
+        ));
+    }
+}

@@ -1,0 +1,357 @@
+//! The openraft state machine: a thin adapter around `ledger_core::apply_entry`.
+//!
+//! Data flow of `apply`: decode each committed entry, run ledger-core on a [`StateView`] (which
+//! collects the writes), then write the collected changes together with the applied log id and
+//! membership in ONE RocksDB `WriteBatch`, so the state and "how far it got" can never
+//! disagree after a crash. The write is not fsynced: the log is, and on restart openraft
+//! re-applies every entry after the applied id that reached disk.
+//!
+//! Snapshots: built from a consistent RocksDB snapshot into a checksummed file
+//! (`storage/snapshot_file.rs`), streamed by openraft in chunks, verified end to end on the
+//! receiver and installed in one `WriteBatch` that replaces every state column family.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ledger_core::{apply_entry, ApplyCtx, Table};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::raft::types::{LedgerResponse, LogId, StorageError, StoredMembership, TypeConfig};
+use crate::storage::snapshot_file::{read_snapshot, SnapshotMeta, SnapshotWriter};
+use crate::storage::state_store::{cf, StateView};
+
+/// Key of the Raft bookkeeping in the `state_meta` column family (the core's own record is
+/// under a one-byte key, so the two never collide).
+const APPLIED_KEY: &[u8] = b"raft_applied";
+/// Name of the file that points at the current snapshot.
+const CURRENT_SNAPSHOT_FILE: &str = "current";
+
+/// What the state machine has applied, stored beside the state it describes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// Reads the applied state from the database (or a view of it).
+pub fn read_applied(db: &DB, options: ReadOptions) -> Result<AppliedState, StorageError> {
+    let cf = cf(db, Table::Meta).map_err(|e| StorageIOError::read_state_machine(&e))?;
+    match db
+        .get_cf_opt(cf, APPLIED_KEY, &options)
+        .map_err(|e| StorageIOError::read_state_machine(&e))?
+    {
+        Some(bytes) => {
+            postcard::from_bytes(&bytes).map_err(|e| StorageIOError::read_state_machine(&e).into())
+        }
+        None => Ok(AppliedState::default()),
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    file: String,
+}
+
+/// State shared by the state machine and its snapshot builders.
+struct Shared {
+    db: Arc<DB>,
+    dir: PathBuf,
+    current: Mutex<Option<CurrentSnapshot>>,
+    counter: AtomicU64,
+}
+
+impl Shared {
+    /// Makes `file` the current snapshot and deletes the previous one.
+    fn set_current(&self, meta: SnapshotMeta, file: String) -> Result<(), StorageError> {
+        let snapshot = CurrentSnapshot { meta, file };
+        let bytes = postcard::to_stdvec(&snapshot).map_err(|e| write_snapshot_error(&e))?;
+        let tmp = self.dir.join("current.tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| write_snapshot_error(&e))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| write_snapshot_error(&e))?;
+        std::fs::rename(&tmp, self.dir.join(CURRENT_SNAPSHOT_FILE))
+            .map_err(|e| write_snapshot_error(&e))?;
+        let previous = self
+            .current
+            .lock()
+            .expect("snapshot lock")
+            .replace(snapshot.clone());
+        if let Some(previous) = previous {
+            if previous.file != snapshot.file {
+                let _ = std::fs::remove_file(self.dir.join(previous.file));
+            }
+        }
+        Ok(())
+    }
+
+    fn next_id(&self, last: Option<LogId>) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        match last {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, n),
+            None => format!("0-0-{n}"),
+        }
+    }
+}
+
+fn write_snapshot_error(e: &(dyn std::error::Error + 'static)) -> StorageError {
+    StorageIOError::write_snapshot(None, openraft::AnyError::from_dyn(e, None)).into()
+}
+
+fn read_snapshot_error(e: &(dyn std::error::Error + 'static)) -> StorageError {
+    StorageIOError::read_snapshot(None, openraft::AnyError::from_dyn(e, None)).into()
+}
+
+/// The ledger state machine on RocksDB.
+pub struct LedgerStateMachine {
+    shared: Arc<Shared>,
+    applied: AppliedState,
+    receiving: Option<PathBuf>,
+}
+
+impl LedgerStateMachine {
+    /// Opens the state machine over `db`, keeping snapshot files in `snapshot_dir`.
+    pub fn open(db: Arc<DB>, snapshot_dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(snapshot_dir).map_err(|e| write_snapshot_error(&e))?;
+        let applied = read_applied(&db, ReadOptions::default())?;
+        let current = match std::fs::read(snapshot_dir.join(CURRENT_SNAPSHOT_FILE)) {
+            Ok(bytes) => Some(
+                postcard::from_bytes::<CurrentSnapshot>(&bytes)
+                    .map_err(|e| read_snapshot_error(&e))?,
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(read_snapshot_error(&e)),
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                db,
+                dir: snapshot_dir.to_path_buf(),
+                current: Mutex::new(current),
+                counter: AtomicU64::new(0),
+            }),
+            applied,
+            receiving: None,
+        })
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.shared.db
+    }
+}
+
+/// Builds snapshots from a consistent point of the database.
+pub struct LedgerSnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let shared = self.shared.clone();
+        let (meta, file) = tokio::task::spawn_blocking(move || build_snapshot_file(&shared))
+            .await
+            .map_err(|e| write_snapshot_error(&e))??;
+        self.shared.set_current(meta.clone(), file.clone())?;
+        let handle = tokio::fs::File::open(self.shared.dir.join(&file))
+            .await
+            .map_err(|e| read_snapshot_error(&e))?;
+        tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(handle),
+        })
+    }
+}
+
+/// Writes every state record, as of one RocksDB snapshot, into a new snapshot file.
+fn build_snapshot_file(shared: &Shared) -> Result<(SnapshotMeta, String), StorageError> {
+    let db = &shared.db;
+    let point = db.snapshot();
+    let mut options = ReadOptions::default();
+    options.set_snapshot(&point);
+    let applied = read_applied(db, options)?;
+    let meta = SnapshotMeta {
+        last_log_id: applied.last_applied,
+        last_membership: applied.membership,
+        snapshot_id: shared.next_id(applied.last_applied),
+    };
+    let file = format!("snapshot-{}.snap", meta.snapshot_id);
+    let path = shared.dir.join(&file);
+    let mut writer = SnapshotWriter::create(&path, &meta).map_err(|e| write_snapshot_error(&e))?;
+    for table in Table::ALL {
+        let cf = cf(db, table).map_err(|e| write_snapshot_error(&e))?;
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&point);
+        for item in db.iterator_cf_opt(cf, options, IteratorMode::Start) {
+            let (key, value) = item.map_err(|e| write_snapshot_error(&e))?;
+            writer
+                .add(table, &key, &value)
+                .map_err(|e| write_snapshot_error(&e))?;
+        }
+    }
+    writer.finish().map_err(|e| write_snapshot_error(&e))?;
+    Ok((meta, file))
+}
+
+/// Replaces the whole state with the records of a verified snapshot file, atomically.
+fn install_snapshot_file(db: &DB, path: &Path, meta: &SnapshotMeta) -> Result<(), StorageError> {
+    let mut batch = WriteBatch::default();
+    // Every state key is at most 33 bytes long, so this bound is above all of them.
+    let end = [0xffu8; 64];
+    for table in Table::ALL {
+        let cf = cf(db, table).map_err(|e| write_snapshot_error(&e))?;
+        batch.delete_range_cf(cf, &[][..], &end[..]);
+    }
+    let mut missing_cf = None;
+    let (file_meta, _records) = read_snapshot(path, |table, key, value| match cf(db, table) {
+        Ok(cf) => batch.put_cf(cf, key, value),
+        Err(e) => missing_cf = Some(e),
+    })
+    .map_err(|e| read_snapshot_error(&e))?;
+    if let Some(e) = missing_cf {
+        return Err(write_snapshot_error(&e));
+    }
+    if file_meta.last_log_id != meta.last_log_id {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot file holds {:?}, announced {:?}",
+                file_meta.last_log_id, meta.last_log_id
+            ),
+        );
+        return Err(read_snapshot_error(&e));
+    }
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    db.write_opt(batch, &options)
+        .map_err(|e| write_snapshot_error(&e))
+}
+
+impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
+    type SnapshotBuilder = LedgerSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<LedgerResponse>, StorageError>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let db = self.shared.db.clone();
+        let mut view = StateView::new(&db);
+        let mut applied = self.applied.clone();
+        let mut responses = Vec::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => LedgerResponse::default(),
+                EntryPayload::Normal(request) => {
+                    let ctx = ApplyCtx {
+                        log_index: entry.log_id.index,
+                        timestamp: request.timestamp,
+                    };
+                    LedgerResponse {
+                        results: apply_entry(&mut view, &request.commands, ctx),
+                    }
+                }
+                EntryPayload::Membership(membership) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    LedgerResponse::default()
+                }
+            };
+            responses.push(response);
+        }
+        let mut batch = view
+            .into_write_batch()
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let meta_cf = cf(&db, Table::Meta).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let bytes =
+            postcard::to_stdvec(&applied).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        batch.put_cf(meta_cf, APPLIED_KEY, bytes);
+        db.write(batch)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.applied = applied;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        LedgerSnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.shared.dir.join(format!("incoming-{n}.snap"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| write_snapshot_error(&e))?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        snapshot
+            .sync_all()
+            .await
+            .map_err(|e| write_snapshot_error(&e))?;
+        drop(snapshot);
+        let Some(path) = self.receiving.take() else {
+            let e = io::Error::other("install_snapshot without begin_receiving_snapshot");
+            return Err(write_snapshot_error(&e));
+        };
+        let db = self.shared.db.clone();
+        let install_meta = meta.clone();
+        let install_path = path.clone();
+        let installed = tokio::task::spawn_blocking(move || {
+            install_snapshot_file(&db, &install_path, &install_meta)
+        })
+        .await
+        .map_err(|e| write_snapshot_error(&e))?;
+        if let Err(e) = installed {
+            tracing::error!(error = %e, snapshot_id = %meta.snapshot_id, "snapshot refused");
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        let file = format!("snapshot-{}.snap", meta.snapshot_id);
+        std::fs::rename(&path, self.shared.dir.join(&file))
+            .map_err(|e| write_snapshot_error(&e))?;
+        self.shared.set_current(meta.clone(), file)?;
+        self.applied = AppliedState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.shared.current.lock().expect("snapshot lock").clone();
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.shared.dir.join(&current.file))
+            .await
+            .map_err(|e| read_snapshot_error(&e))?;
+        Ok(Some(Snapshot {
+            meta: current.meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}

@@ -1,0 +1,4 @@
+//! RocksDB storage of the state and the snapshot file format.
+
+pub mod snapshot_file;
+pub mod state_store;
