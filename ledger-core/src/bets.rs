@@ -45,7 +45,10 @@ fn money_failure(code: TransferResult) -> MoneyFailure {
 impl<S: Store> Engine<'_, S> {
     /// Applies a transfer caused by a bet; `Err` leaves the caller to roll back.
     fn bet_transfer(&mut self, transfer: Transfer) -> Result<(), MoneyFailure> {
-        match self.create_transfer(&transfer) {
+        self.in_bet_operation = true;
+        let result = self.create_transfer(&transfer);
+        self.in_bet_operation = false;
+        match result {
             TransferResult::Created => Ok(()),
             code => Err(money_failure(code)),
         }
@@ -344,9 +347,8 @@ impl<S: Store> Engine<'_, S> {
         };
         if let Err(failure) = moved {
             return match failure {
-                MoneyFailure::TransferIdConflict | MoneyFailure::AccountClosed => {
-                    R::TransferIdConflict
-                }
+                MoneyFailure::TransferIdConflict => R::TransferIdConflict,
+                MoneyFailure::AccountClosed => R::AccountAlreadyClosed,
                 MoneyFailure::Overflow => R::OverflowsBalance,
                 MoneyFailure::ExceedsCredits => R::ExceedsCredits,
                 MoneyFailure::ExceedsDebits => R::ExceedsDebits,
@@ -379,6 +381,9 @@ impl<S: Store> Engine<'_, S> {
         }
         if s.market_id == 0 {
             return R::MarketIdMustNotBeZero;
+        }
+        if s.market_id == u128::MAX {
+            return R::MarketIdMustNotBeIntMax;
         }
         let named = s.winning_selection_ids.len() + s.void_selection_ids.len();
         if named > SELECTIONS_PER_SETTLEMENT_MAX {
@@ -437,9 +442,8 @@ impl<S: Store> Engine<'_, S> {
             };
             if let Err(failure) = moved {
                 return match failure {
-                    MoneyFailure::TransferIdConflict | MoneyFailure::AccountClosed => {
-                        R::TransferIdConflict
-                    }
+                    MoneyFailure::TransferIdConflict => R::TransferIdConflict,
+                    MoneyFailure::AccountClosed => R::AccountAlreadyClosed,
                     MoneyFailure::Overflow => R::OverflowsBalance,
                     MoneyFailure::ExceedsCredits => R::ExceedsCredits,
                     MoneyFailure::ExceedsDebits => R::ExceedsDebits,

@@ -6,6 +6,7 @@
 //! accounts, the transfer, its pending status and the accounts' entries are written together.
 
 use crate::account::{Account, AccountFlags};
+use crate::bet::{bet_transfer_id, BetTransferKind};
 use crate::result::TransferResult;
 use crate::state_machine::Engine;
 use crate::store::{EntryKind, Key, Store, Value};
@@ -163,6 +164,11 @@ impl<S: Store> Engine<'_, S> {
         };
         if !p.flags.contains(TransferFlags::PENDING) {
             return R::PendingTransferNotPending;
+        }
+        // A bet's stake is released or taken by settling, voiding or cashing out the bet, so
+        // that the bet's status and its hold never disagree.
+        if !self.in_bet_operation && is_bet_hold(&p) {
+            return R::PendingTransferOwnedByBet;
         }
         if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
             return R::PendingTransferHasDifferentDebitAccountId;
@@ -322,6 +328,11 @@ impl<S: Store> Engine<'_, S> {
         self.record_entry(dr, transfer.id, kind, timestamp);
         self.record_entry(cr, transfer.id, kind, timestamp);
     }
+}
+
+/// Returns true when `p` is the stake hold of the bet named in its `user_data_128`.
+fn is_bet_hold(p: &Transfer) -> bool {
+    p.user_data_128 != 0 && bet_transfer_id(p.user_data_128, BetTransferKind::Hold, 0) == p.id
 }
 
 fn is_post_or_void(flags: TransferFlags) -> bool {

@@ -8,7 +8,7 @@
 //!   sum of the exposures of its open bets.
 //! - The running digest in [`crate::Meta`] equals the digest recomputed from every record.
 //!
-//! Used by property tests, by the server's `verify`, and by the partition harness.
+//! Used by the property tests and by the server's `Verify` admin call (`ledgerctl verify`).
 
 use std::collections::BTreeMap;
 
@@ -65,12 +65,13 @@ pub fn check_invariants(store: &impl Store) -> Result<InvariantReport, Vec<Strin
         } else {
             (0, t.amount)
         };
+        // Wrapping: a damaged state must be reported, not crash the checker.
         let dr = folded.entry(t.debit_account_id).or_default();
-        dr.debits_pending += pending;
-        dr.debits_posted += posted;
+        dr.debits_pending = dr.debits_pending.wrapping_add(pending);
+        dr.debits_posted = dr.debits_posted.wrapping_add(posted);
         let cr = folded.entry(t.credit_account_id).or_default();
-        cr.credits_pending += pending;
-        cr.credits_posted += posted;
+        cr.credits_pending = cr.credits_pending.wrapping_add(pending);
+        cr.credits_posted = cr.credits_posted.wrapping_add(posted);
     }
 
     for (id, a) in &accounts {

@@ -188,8 +188,8 @@ pub fn get_account_transfers(store: &impl Store, filter: &AccountFilter) -> Vec<
 }
 
 /// Returns the balance history of a `history` account (empty for other accounts): one row per
-/// change, filtered by time, limit and order. `code` and debit/credit filters apply to the
-/// transfer that made the change.
+/// change (transfers and expiries), filtered by time, limit and order only; `code`, `debits`
+/// and `credits` do not apply to balance rows.
 pub fn get_account_balances(store: &impl Store, filter: &AccountFilter) -> Vec<AccountBalance> {
     match store.get(&Key::Account(filter.account_id)) {
         Some(Value::Account(a)) if a.flags.contains(AccountFlags::HISTORY) => {}

@@ -136,30 +136,31 @@ result_codes! {
         IdAlreadyFailed = 34 => "id_already_failed";
         PendingTransferNotFound = 35 => "pending_transfer_not_found", transient;
         PendingTransferNotPending = 36 => "pending_transfer_not_pending";
-        PendingTransferHasDifferentDebitAccountId = 37 => "pending_transfer_has_different_debit_account_id";
-        PendingTransferHasDifferentCreditAccountId = 38 => "pending_transfer_has_different_credit_account_id";
-        PendingTransferHasDifferentLedger = 39 => "pending_transfer_has_different_ledger";
-        PendingTransferHasDifferentCode = 40 => "pending_transfer_has_different_code";
-        ExceedsPendingTransferAmount = 41 => "exceeds_pending_transfer_amount";
-        PendingTransferHasDifferentAmount = 42 => "pending_transfer_has_different_amount";
-        PendingTransferAlreadyPosted = 43 => "pending_transfer_already_posted";
-        PendingTransferAlreadyVoided = 44 => "pending_transfer_already_voided";
-        PendingTransferExpired = 45 => "pending_transfer_expired";
-        DebitAccountNotFound = 46 => "debit_account_not_found", transient;
-        CreditAccountNotFound = 47 => "credit_account_not_found", transient;
-        AccountsMustHaveTheSameLedger = 48 => "accounts_must_have_the_same_ledger";
-        TransferMustHaveTheSameLedgerAsAccounts = 49 => "transfer_must_have_the_same_ledger_as_accounts";
-        DebitAccountAlreadyClosed = 50 => "debit_account_already_closed", transient;
-        CreditAccountAlreadyClosed = 51 => "credit_account_already_closed", transient;
-        OverflowsDebitsPending = 52 => "overflows_debits_pending", transient;
-        OverflowsCreditsPending = 53 => "overflows_credits_pending", transient;
-        OverflowsDebitsPosted = 54 => "overflows_debits_posted", transient;
-        OverflowsCreditsPosted = 55 => "overflows_credits_posted", transient;
-        OverflowsDebits = 56 => "overflows_debits", transient;
-        OverflowsCredits = 57 => "overflows_credits", transient;
-        OverflowsTimeout = 58 => "overflows_timeout";
-        ExceedsCredits = 59 => "exceeds_credits", transient;
-        ExceedsDebits = 60 => "exceeds_debits", transient;
+        PendingTransferOwnedByBet = 37 => "pending_transfer_owned_by_bet";
+        PendingTransferHasDifferentDebitAccountId = 38 => "pending_transfer_has_different_debit_account_id";
+        PendingTransferHasDifferentCreditAccountId = 39 => "pending_transfer_has_different_credit_account_id";
+        PendingTransferHasDifferentLedger = 40 => "pending_transfer_has_different_ledger";
+        PendingTransferHasDifferentCode = 41 => "pending_transfer_has_different_code";
+        ExceedsPendingTransferAmount = 42 => "exceeds_pending_transfer_amount";
+        PendingTransferHasDifferentAmount = 43 => "pending_transfer_has_different_amount";
+        PendingTransferAlreadyPosted = 44 => "pending_transfer_already_posted";
+        PendingTransferAlreadyVoided = 45 => "pending_transfer_already_voided";
+        PendingTransferExpired = 46 => "pending_transfer_expired";
+        DebitAccountNotFound = 47 => "debit_account_not_found", transient;
+        CreditAccountNotFound = 48 => "credit_account_not_found", transient;
+        AccountsMustHaveTheSameLedger = 49 => "accounts_must_have_the_same_ledger";
+        TransferMustHaveTheSameLedgerAsAccounts = 50 => "transfer_must_have_the_same_ledger_as_accounts";
+        DebitAccountAlreadyClosed = 51 => "debit_account_already_closed", transient;
+        CreditAccountAlreadyClosed = 52 => "credit_account_already_closed", transient;
+        OverflowsDebitsPending = 53 => "overflows_debits_pending", transient;
+        OverflowsCreditsPending = 54 => "overflows_credits_pending", transient;
+        OverflowsDebitsPosted = 55 => "overflows_debits_posted", transient;
+        OverflowsCreditsPosted = 56 => "overflows_credits_posted", transient;
+        OverflowsDebits = 57 => "overflows_debits", transient;
+        OverflowsCredits = 58 => "overflows_credits", transient;
+        OverflowsTimeout = 59 => "overflows_timeout";
+        ExceedsCredits = 60 => "exceeds_credits", transient;
+        ExceedsDebits = 61 => "exceeds_debits", transient;
     }
 }
 
@@ -232,9 +233,10 @@ result_codes! {
         Exists = 5 => "exists";
         BetNotOpen = 6 => "bet_not_open";
         TransferIdConflict = 7 => "transfer_id_conflict";
-        OverflowsBalance = 8 => "overflows_balance";
-        ExceedsCredits = 9 => "exceeds_credits";
-        ExceedsDebits = 10 => "exceeds_debits";
+        AccountAlreadyClosed = 8 => "account_already_closed", transient;
+        OverflowsBalance = 9 => "overflows_balance";
+        ExceedsCredits = 10 => "exceeds_credits";
+        ExceedsDebits = 11 => "exceeds_debits";
     }
 }
 
@@ -247,18 +249,20 @@ result_codes! {
         IdMustNotBeZero = 3 => "id_must_not_be_zero";
         IdMustNotBeIntMax = 4 => "id_must_not_be_int_max";
         MarketIdMustNotBeZero = 5 => "market_id_must_not_be_zero";
-        TooManySelections = 6 => "too_many_selections";
-        SelectionIdsMustBeUnique = 7 => "selection_ids_must_be_unique";
-        ExistsWithDifferentMarketId = 8 => "exists_with_different_market_id";
-        ExistsWithDifferentResult = 9 => "exists_with_different_result";
-        Exists = 10 => "exists";
-        IdAlreadyFailed = 11 => "id_already_failed";
-        MarketNotFound = 12 => "market_not_found", transient;
-        MarketAlreadySettled = 13 => "market_already_settled";
-        MarketNotSettled = 14 => "market_not_settled", transient;
-        TransferIdConflict = 15 => "transfer_id_conflict";
-        OverflowsBalance = 16 => "overflows_balance", transient;
-        ExceedsCredits = 17 => "exceeds_credits", transient;
-        ExceedsDebits = 18 => "exceeds_debits", transient;
+        MarketIdMustNotBeIntMax = 6 => "market_id_must_not_be_int_max";
+        TooManySelections = 7 => "too_many_selections";
+        SelectionIdsMustBeUnique = 8 => "selection_ids_must_be_unique";
+        ExistsWithDifferentMarketId = 9 => "exists_with_different_market_id";
+        ExistsWithDifferentResult = 10 => "exists_with_different_result";
+        Exists = 11 => "exists";
+        IdAlreadyFailed = 12 => "id_already_failed";
+        MarketNotFound = 13 => "market_not_found", transient;
+        MarketAlreadySettled = 14 => "market_already_settled";
+        MarketNotSettled = 15 => "market_not_settled", transient;
+        TransferIdConflict = 16 => "transfer_id_conflict";
+        AccountAlreadyClosed = 17 => "account_already_closed", transient;
+        OverflowsBalance = 18 => "overflows_balance", transient;
+        ExceedsCredits = 19 => "exceeds_credits", transient;
+        ExceedsDebits = 20 => "exceeds_debits", transient;
     }
 }

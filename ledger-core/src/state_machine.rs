@@ -68,6 +68,8 @@ pub(crate) struct Engine<'s, S: Store> {
     meta: Meta,
     /// The next timestamp to assign; every object, entry and expiry gets its own.
     cursor: u64,
+    /// True while a bet operation moves money: only then may a bet's hold be resolved.
+    pub(crate) in_bet_operation: bool,
 }
 
 impl<'s, S: Store> Engine<'s, S> {
@@ -87,6 +89,7 @@ impl<'s, S: Store> Engine<'s, S> {
             hasher: RecordHasher::default(),
             meta,
             cursor,
+            in_bet_operation: false,
         }
     }
 
@@ -128,7 +131,7 @@ impl<'s, S: Store> Engine<'s, S> {
         self.store.put(Key::Meta, Value::Meta(self.meta));
     }
 
-    /// Returns the current cluster time: the first timestamp of this command.
+    /// Returns the next timestamp to be assigned (the current cluster time).
     pub(crate) fn now(&self) -> u64 {
         self.cursor
     }

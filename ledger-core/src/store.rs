@@ -169,7 +169,8 @@ pub struct Meta {
     pub last_log_index: u64,
     /// Order-independent hash of every record outside [`Table::Meta`] (see `digest.rs`).
     pub digest: u128,
-    /// Hash chain over every applied command: `H(previous chain, log index, command digest)`.
+    /// Audit chain over every applied log entry: `H(previous link, log index, last timestamp,
+    /// state digest after the entry)` (see `digest::chain_next`).
     pub chain: u128,
 }
 

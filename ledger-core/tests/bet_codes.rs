@@ -372,9 +372,12 @@ fn overflowing_liability_is_refused() -> BetResult {
 fn every_bet_action_result_code_is_produced() {
     use BetActionResult as R;
     let mut l = betting_ledger();
-    l.accounts(vec![acct(9, AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)]);
+    l.accounts(vec![
+        acct(9, AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS),
+        acct(12, AccountFlags::default()),
+    ]);
     l.fund(990, 9, 1, 1_000);
-    for (id, player) in [(1, 3), (2, 3), (3, 3), (4, 3), (5, 9)] {
+    for (id, player) in [(1, 3), (2, 3), (3, 3), (4, 3), (5, 9), (6, 12)] {
         assert_eq!(l.bet(bet(id, player, 1, 1_000, 20_000)), BetResult::Created);
     }
     assert_eq!(
@@ -386,6 +389,7 @@ fn every_bet_action_result_code_is_produced() {
         )),
         TransferResult::Created
     );
+    close_account(&mut l, 991, 12);
     let void = |bet_id| BetAction {
         bet_id,
         kind: BetActionKind::Void,
@@ -412,6 +416,7 @@ fn every_bet_action_result_code_is_produced() {
         (cash(3, u128::MAX - 10), R::OverflowsBalance),
         (cash(3, 5_000_000), R::ExceedsCredits),
         (cash(5, 5_000), R::ExceedsDebits),
+        (cash(6, 1_500), R::AccountAlreadyClosed),
         (void(1), R::Applied),
         (void(1), R::Exists),
         (cash(1, 1_500), R::BetNotOpen),
@@ -489,6 +494,15 @@ fn every_settlement_result_code_is_produced() {
     );
     assert_eq!(l.bet(on(106, bet(5, 7, 1, 50, 20_000))), BetResult::Created);
 
+    // Market 107: the winner's account is closed before settlement.
+    l.accounts(vec![acct(11, AccountFlags::default())]);
+    l.fund(990_3, 1, 11, 1_000);
+    assert_eq!(l.market(market(107)), MarketResult::Created);
+    assert_eq!(
+        l.bet(on(107, bet(6, 11, 1, 100, 20_000))),
+        BetResult::Created
+    );
+    close_account(&mut l, 990_4, 11);
     let s = |id, market_id| Settlement {
         market_id,
         ..settlement(id, &[1], &[])
@@ -517,6 +531,8 @@ fn every_settlement_result_code_is_produced() {
         (s(0, 100), R::IdMustNotBeZero),
         (s(u128::MAX, 100), R::IdMustNotBeIntMax),
         (s(10, 0), R::MarketIdMustNotBeZero),
+        (s(10, u128::MAX), R::MarketIdMustNotBeIntMax),
+        (s(18, 107), R::AccountAlreadyClosed),
         (
             Settlement {
                 winning_selection_ids: too_many,

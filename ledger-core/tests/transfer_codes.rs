@@ -324,6 +324,28 @@ fn every_transfer_result_code_is_produced() {
     seen.check(&mut p, xfer(2, 1, 5, 1), R::OverflowsDebitsPosted);
     seen.check(&mut p, xfer(3, 5, 6, 1), R::OverflowsCreditsPosted);
 
+    // A bet's stake hold belongs to the bet: only settling, voiding or cashing out moves it.
+    let house_market = NewMarket {
+        id: 1,
+        house_account_id: 6,
+        liability_limit: 1_000_000,
+        user_data_128: 0,
+    };
+    assert_eq!(l.market(house_market), MarketResult::Created);
+    let stake = NewBet {
+        id: 1,
+        player_account_id: 1,
+        market_id: 1,
+        selection_id: 1,
+        stake: 10,
+        odds: 20_000,
+        code: 1,
+        user_data_128: 0,
+    };
+    assert_eq!(l.bet(stake), BetResult::Created);
+    let hold = ledger_core::bet::bet_transfer_id(1, ledger_core::bet::BetTransferKind::Hold, 0);
+    seen.check(&mut l, void(400, hold), R::PendingTransferOwnedByBet);
+
     // A chain whose second member fails leaves nothing of the first.
     let mut c = ledger();
     let got = c.transfers(vec![linked(xfer(1, 1, 6, 5)), xfer(2, 2, 6, 5)]);
