@@ -193,6 +193,15 @@ pub async fn start(
     let db = open_db(&config.data_dir.join("db"), config.block_cache_mb)
         .map_err(|e| StartError::Storage(e.to_string()))?;
     let log_store = LogStore::new(db.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+    // A damaged log entry must never be served or voted on: check them all before Raft
+    // starts, and refuse to run on a damaged log (the node is replaced, see
+    // docs/consistency.md).
+    let entries = log_store.verify_all().map_err(|e| {
+        StartError::Storage(format!(
+            "raft log damaged: {e}; this node must be replaced (docs/operations.md)"
+        ))
+    })?;
+    tracing::info!(entries, "raft log verified");
     let health = Arc::new(Health::new(log_store.corrupted_flag()));
     let state_machine = LedgerStateMachine::open(db.clone(), &config.data_dir.join("snapshots"))
         .map_err(|e| StartError::Storage(e.to_string()))?;
