@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ledger_client::proto::admin::admin_server::AdminServer;
 use ledger_client::proto::ledger::ledger_server::LedgerServer;
 use ledger_client::proto::raft::raft_server::RaftServer;
+use openraft::{BasicNode, Raft, RaftTypeConfig};
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 
@@ -23,14 +24,23 @@ pub fn router(node: Arc<Node>, client_message_bytes_max: usize) -> Router {
         .max_decoding_message_size(client_message_bytes_max)
         .max_encoding_message_size(client_message_bytes_max);
     let admin = AdminServer::new(admin_service::AdminService::new(node.clone()));
-    let raft = RaftServer::new(raft_service::RaftService::new(
-        node.raft.clone(),
-        node.config.cluster.clone(),
-    ))
-    .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-    .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+    let raft = raft_server(node.raft.clone(), node.config.cluster.clone());
     Server::builder()
         .add_service(ledger)
         .add_service(admin)
         .add_service(raft)
+}
+
+/// Returns the gRPC server of Raft's RPCs for `raft`, a node of cluster `cluster_name`, with
+/// the Raft message size limit applied to both directions.
+pub fn raft_server<C>(
+    raft: Raft<C>,
+    cluster_name: impl Into<String>,
+) -> RaftServer<raft_service::RaftService<C>>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    RaftServer::new(raft_service::RaftService::new(raft, cluster_name))
+        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
 }

@@ -1,68 +1,114 @@
-//! The receiving side of Raft's RPCs: checks the sender's cluster and the payload's crc32,
-//! decodes the openraft message and hands it to the local Raft core.
+//! The receiving side of Raft's RPCs: where an entry from the leader enters this node.
+//!
+//! Each request is checked in this order, and refused at the first failure:
+//! 1. the sender's cluster name must be this node's (`PERMISSION_DENIED`, `LEDGER_WRONG_CLUSTER`),
+//!    so that a node of another cluster, or one left over from a previous deployment on the same
+//!    addresses, can neither vote here nor append to this log;
+//! 2. the payload's crc32 must match (`DATA_LOSS`, `LEDGER_CORRUPT_MESSAGE`): damaged bytes are
+//!    never decoded;
+//! 3. the payload must decode as the RPC's openraft request (`INVALID_ARGUMENT`,
+//!    `LEDGER_INVALID_ARGUMENT`, naming the message that failed).
+//!
+//! The request then goes to the local openraft core, and its `Result` (openraft's own errors
+//! included) goes back sealed with a crc32, the mirror of `raft/network.rs`.
 
 use ledger_client::proto::raft::raft_server::Raft as RaftRpc;
 use ledger_client::proto::raft::{RaftReply, RaftRequest};
+use openraft::{BasicNode, Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use crate::raft::network::{seal, unseal};
-use crate::raft::types::Raft;
+use crate::raft::network::{seal, unseal, PayloadError};
 
-pub struct RaftService {
-    raft: Raft,
-    cluster: String,
+/// The gRPC service of Raft's RPCs for one node of cluster `cluster_name`.
+pub struct RaftService<C: RaftTypeConfig> {
+    raft: Raft<C>,
+    cluster_name: String,
 }
 
-impl RaftService {
-    pub fn new(raft: Raft, cluster: String) -> Self {
-        Self { raft, cluster }
+impl<C> RaftService<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    /// Returns the service that hands the RPCs of cluster `cluster_name` to `raft`.
+    pub fn new(raft: Raft<C>, cluster_name: impl Into<String>) -> Self {
+        Self {
+            raft,
+            cluster_name: cluster_name.into(),
+        }
     }
 
-    fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<T, Status> {
-        let r = request.into_inner();
-        if r.cluster != self.cluster {
+    /// Checks and decodes a request; see the module header for the order of the checks.
+    fn open<T: DeserializeOwned>(
+        &self,
+        rpc: &'static str,
+        request: Request<RaftRequest>,
+    ) -> Result<T, Status> {
+        let request = request.into_inner();
+        if request.cluster_name != self.cluster_name {
+            tracing::warn!(
+                rpc,
+                from = request.from_node_id,
+                their_cluster = %request.cluster_name,
+                "refused a Raft RPC from another cluster"
+            );
             return Err(Status::permission_denied(format!(
-                "LEDGER_WRONG_CLUSTER: node {} belongs to cluster '{}', this node to '{}'",
-                r.from_node_id, r.cluster, self.cluster
+                "LEDGER_WRONG_CLUSTER: {rpc} from node {} of cluster '{}'; this node belongs to \
+                 cluster '{}'",
+                request.from_node_id, request.cluster_name, self.cluster_name
             )));
         }
-        unseal(&r.payload, r.crc32).map_err(|reason| {
-            if reason.contains("crc32") {
-                Status::data_loss(format!("LEDGER_CORRUPT_MESSAGE: {reason}"))
-            } else {
-                Status::invalid_argument(format!("LEDGER_INVALID_ARGUMENT: payload: {reason}"))
+        unseal(&request.payload, request.crc32).map_err(|e| match e {
+            PayloadError::Crc32Mismatch { .. } => {
+                tracing::error!(rpc, from = request.from_node_id, error = %e, "damaged Raft RPC");
+                Status::data_loss(format!(
+                    "LEDGER_CORRUPT_MESSAGE: {rpc} from node {}: {e}",
+                    request.from_node_id
+                ))
             }
+            PayloadError::Decode { .. } => Status::invalid_argument(format!(
+                "LEDGER_INVALID_ARGUMENT: {rpc} from node {}: {e}",
+                request.from_node_id
+            )),
         })
     }
 }
 
-fn reply<T: Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
-    let (payload, crc32) = seal(result).map_err(|e| Status::internal(e.to_string()))?;
+/// Seals the core's `Result` into a reply.
+fn reply<T: Serialize>(rpc: &'static str, result: &T) -> Result<Response<RaftReply>, Status> {
+    let (payload, crc32) = seal(result).map_err(|e| {
+        Status::internal(format!("LEDGER_INTERNAL: {rpc} reply does not encode: {e}"))
+    })?;
     Ok(Response::new(RaftReply { payload, crc32 }))
 }
 
 #[tonic::async_trait]
-impl RaftRpc for RaftService {
+impl<C> RaftRpc for RaftService<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
     async fn append_entries(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let rpc = self.open(request)?;
-        reply(&self.raft.append_entries(rpc).await)
+        const RPC: &str = "AppendEntries";
+        let rpc = self.open(RPC, request)?;
+        reply(RPC, &self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = self.open(request)?;
-        reply(&self.raft.vote(rpc).await)
+        const RPC: &str = "Vote";
+        let rpc = self.open(RPC, request)?;
+        reply(RPC, &self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let rpc = self.open(request)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        const RPC: &str = "InstallSnapshot";
+        let rpc = self.open(RPC, request)?;
+        reply(RPC, &self.raft.install_snapshot(rpc).await)
     }
 }

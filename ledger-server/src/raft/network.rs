@@ -1,135 +1,252 @@
 //! Raft's RPCs to other nodes over gRPC: where an entry leaves for the followers.
 //!
-//! One HTTP/2 channel per target node is created lazily and reused by every RPC to it. Each
-//! request carries the cluster name (the receiver refuses other clusters) and the openraft
-//! message encoded with postcard plus its crc32. A target that cannot be reached is reported
-//! as `Unreachable`, so openraft backs off instead of hammering it. Snapshots travel as
-//! openraft's chunked `install_snapshot` requests, each chunk checksummed like any request.
+//! [`NetworkFactory`] is openraft's `RaftNetworkFactory`; it hands out one [`PeerConnection`]
+//! (openraft's `RaftNetwork`) per replication stream or election. The HTTP/2 channel to a peer
+//! is created lazily, cached in the factory by node id and address, and shared by every
+//! connection and RPC to that peer, so neither a new replication stream nor an election opens
+//! a TCP connection of its own.
+//!
+//! Each request is an envelope (`ledger.raft.RaftRequest`): the cluster name (the receiver
+//! refuses other clusters), the sender's id, and the openraft message encoded with postcard
+//! plus its crc32 ([`seal`] / [`unseal`]). The reply carries the receiver's
+//! `Result<Response, RaftError>`, sealed the same way, so openraft's errors come back typed.
+//!
+//! Failures map onto openraft's `RPCError` so that openraft reacts as it should: a peer that
+//! cannot be connected to, or that refuses this node (another cluster), is `Unreachable`
+//! (openraft backs off), an RPC that outlives `RPCOption::hard_ttl` is `Timeout`, an append
+//! too large for one message is `PayloadTooLarge` (openraft sends fewer entries), anything
+//! else on the wire is `Network`.
+//! Snapshots travel as openraft 0.9's chunked `install_snapshot` requests; openraft cuts the
+//! chunks (`Config::snapshot_max_chunk_size`), each one sealed like any request.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ledger_client::proto::raft::raft_client::RaftClient;
 use ledger_client::proto::raft::{RaftReply, RaftRequest};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, RaftTypeConfig};
+use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::raft::types::{NodeId, TypeConfig};
+/// The node id type every configuration served by this network uses.
+type NodeId = u64;
 
-/// Largest Raft message (an append of many entries, or a snapshot chunk).
+/// Largest Raft message on the wire, either way: an append of many entries, or a snapshot
+/// chunk. Applied to the client here and to the server in `grpc::raft_server`.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 << 20;
-/// How long to wait for a TCP connection to a peer.
-pub const RAFT_CONNECT_TIMEOUT_MS: u64 = 500;
+/// openraft's default snapshot chunk (3 MiB) must fit in one message with room to spare.
+const SNAPSHOT_CHUNK_DEFAULT_BYTES: usize = 3 << 20;
+const _: () = assert!(SNAPSHOT_CHUNK_DEFAULT_BYTES * 2 <= RAFT_MESSAGE_BYTES_MAX);
 
-/// Builds the endpoint of a peer; the one place to add TLS to peer traffic.
+/// How long to wait for a TCP connection to a peer before reporting it unreachable.
+pub const RAFT_CONNECT_TIMEOUT_MS: u64 = 500;
+/// How often an idle peer connection is pinged, to notice a dead peer without an RPC.
+pub const RAFT_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
+/// How long a keepalive ping may go unanswered before the connection is dropped.
+pub const RAFT_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
+
+/// Why a sealed payload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The bytes are not the ones the sender checksummed: damaged on the way or by a bug.
+    #[error("payload crc32 mismatch: header says {expected:#010x}, payload hashes to {actual:#010x} ({len} bytes)")]
+    Crc32Mismatch {
+        expected: u32,
+        actual: u32,
+        len: usize,
+    },
+    /// The checksum matched but the bytes are not the expected message (version skew, bug).
+    #[error("payload does not decode as {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: postcard::Error,
+    },
+}
+
+/// Encodes a message with postcard and returns it with its crc32.
+pub fn seal<T: Serialize>(value: &T) -> Result<(Vec<u8>, u32), postcard::Error> {
+    let payload = postcard::to_stdvec(value)?;
+    let crc32 = crc32fast::hash(&payload);
+    Ok((payload, crc32))
+}
+
+/// Verifies a payload's crc32, then decodes it; a payload whose checksum does not match is
+/// never decoded.
+pub fn unseal<T: DeserializeOwned>(payload: &[u8], crc32: u32) -> Result<T, PayloadError> {
+    let actual = crc32fast::hash(payload);
+    if actual != crc32 {
+        return Err(PayloadError::Crc32Mismatch {
+            expected: crc32,
+            actual,
+            len: payload.len(),
+        });
+    }
+    postcard::from_bytes(payload).map_err(|source| PayloadError::Decode {
+        what: std::any::type_name::<T>(),
+        source,
+    })
+}
+
+/// Builds the endpoint of a peer from its `host:port` address: the one place where peer
+/// traffic is configured, and where TLS (`Endpoint::tls_config`, with an `https://` scheme)
+/// is to be added.
 pub fn peer_endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_millis(RAFT_CONNECT_TIMEOUT_MS))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10)))
+        .http2_keep_alive_interval(Duration::from_millis(RAFT_KEEPALIVE_INTERVAL_MS))
+        .keep_alive_timeout(Duration::from_millis(RAFT_KEEPALIVE_TIMEOUT_MS))
+        .keep_alive_while_idle(true))
 }
 
-/// Encodes a message with its crc32.
-pub fn seal<T: Serialize>(value: &T) -> Result<(Vec<u8>, u32), postcard::Error> {
-    let payload = postcard::to_stdvec(value)?;
-    let crc = crc32fast::hash(&payload);
-    Ok((payload, crc))
-}
+type ChannelCache = HashMap<NodeId, (String, Channel)>;
 
-/// Verifies and decodes a message.
-pub fn unseal<T: DeserializeOwned>(payload: &[u8], crc: u32) -> Result<T, String> {
-    if crc32fast::hash(payload) != crc {
-        return Err("payload crc32 mismatch".into());
-    }
-    postcard::from_bytes(payload).map_err(|e| format!("payload does not decode: {e}"))
-}
-
-/// Creates connections to peers, sharing one channel per peer.
-#[derive(Clone)]
-pub struct NetworkFactory {
-    cluster: String,
+/// Creates the connections of one node to its peers, sharing one channel per peer.
+///
+/// Clones share the channel cache.
+pub struct NetworkFactory<C> {
+    cluster_name: String,
     node_id: NodeId,
-    channels: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
+    channels: Arc<Mutex<ChannelCache>>,
+    _config: PhantomData<fn() -> C>,
 }
 
-impl NetworkFactory {
-    pub fn new(cluster: String, node_id: NodeId) -> Self {
+impl<C> Clone for NetworkFactory<C> {
+    fn clone(&self) -> Self {
         Self {
-            cluster,
+            cluster_name: self.cluster_name.clone(),
+            node_id: self.node_id,
+            channels: self.channels.clone(),
+            _config: PhantomData,
+        }
+    }
+}
+
+impl<C> fmt::Debug for NetworkFactory<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkFactory")
+            .field("cluster_name", &self.cluster_name)
+            .field("node_id", &self.node_id)
+            .field("channels", &self.channel_count())
+            .finish()
+    }
+}
+
+impl<C> NetworkFactory<C> {
+    /// Returns the factory of node `node_id` in cluster `cluster_name`.
+    pub fn new(cluster_name: impl Into<String>, node_id: NodeId) -> Self {
+        Self {
+            cluster_name: cluster_name.into(),
             node_id,
             channels: Arc::new(Mutex::new(HashMap::new())),
+            _config: PhantomData,
         }
+    }
+
+    /// Returns how many peer channels are cached (one per peer that was ever contacted).
+    pub fn channel_count(&self) -> usize {
+        self.lock_channels().len()
+    }
+
+    /// Returns the cached channel to `target` at `addr`, creating it (unconnected) if there is
+    /// none. A peer that moved to another address gets a new channel; the old one is dropped.
+    fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.lock_channels();
+        if let Some((cached_addr, channel)) = channels.get(&target) {
+            if cached_addr == addr {
+                return Ok(channel.clone());
+            }
+        }
+        let channel = peer_endpoint(addr)?.connect_lazy();
+        channels.insert(target, (addr.to_string(), channel.clone()));
+        Ok(channel)
+    }
+
+    fn lock_channels(&self) -> std::sync::MutexGuard<'_, ChannelCache> {
+        // The cache is only read and inserted into under the lock, never left half-updated, so
+        // a panic elsewhere while it was held does not make it unusable.
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = PeerConnection;
+impl<C> RaftNetworkFactory<C> for NetworkFactory<C>
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+{
+    type Network = PeerConnection<C>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
-        let key = (target, node.addr.clone());
-        let channel = {
-            let mut channels = self.channels.lock().expect("channel cache lock");
-            match channels.get(&key) {
-                Some(channel) => Ok(channel.clone()),
-                None => match peer_endpoint(&node.addr) {
-                    Ok(endpoint) => {
-                        let channel = endpoint.connect_lazy();
-                        channels.insert(key, channel.clone());
-                        Ok(channel)
-                    }
-                    Err(e) => Err(e.to_string()),
-                },
-            }
-        };
-        PeerConnection {
-            target,
-            cluster: self.cluster.clone(),
-            from: self.node_id,
-            client: channel.map(|c| {
-                RaftClient::new(c)
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection<C> {
+        let client = self
+            .channel(target, &node.addr)
+            .map(|channel| {
+                RaftClient::new(channel)
                     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-            }),
+            })
+            .map_err(|e| format!("bad address '{}' of node {target}: {e}", node.addr));
+        PeerConnection {
+            cluster_name: self.cluster_name.clone(),
+            from: self.node_id,
+            target,
+            target_node: node.clone(),
+            client,
+            _config: PhantomData,
         }
     }
 }
 
-/// The connection to one peer.
-pub struct PeerConnection {
-    target: NodeId,
-    cluster: String,
+/// The connection of one node to one peer (openraft's `RaftNetwork`).
+pub struct PeerConnection<C> {
+    cluster_name: String,
     from: NodeId,
+    target: NodeId,
+    target_node: BasicNode,
+    /// The client on the shared channel, or why the peer's address is unusable.
     client: Result<RaftClient<Channel>, String>,
+    _config: PhantomData<fn() -> C>,
 }
 
-#[derive(Clone, Copy)]
-enum Rpc {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
-}
+type RpcResult<Resp, E> = Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
-impl PeerConnection {
-    /// Sends one request; `Ok` holds the peer's own `Result`.
-    async fn call<Req, Resp, E>(
+impl<C> PeerConnection<C>
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+{
+    /// Builds the envelope of a sealed payload.
+    fn envelope(&self, payload: Vec<u8>, crc32: u32) -> RaftRequest {
+        RaftRequest {
+            cluster_name: self.cluster_name.clone(),
+            from_node_id: self.from,
+            payload,
+            crc32,
+        }
+    }
+
+    /// Sends one envelope and returns the peer's own `Result`, decoded.
+    async fn send<Resp, E>(
         &mut self,
-        rpc: Rpc,
-        request: &Req,
+        action: RPCTypes,
+        envelope: RaftRequest,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    ) -> RpcResult<Resp, E>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
@@ -140,51 +257,143 @@ impl PeerConnection {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
         };
-        let (payload, crc32) =
-            seal(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut message = tonic::Request::new(RaftRequest {
-            cluster: self.cluster.clone(),
-            from_node_id: self.from,
-            payload,
-            crc32,
-        });
-        message.set_timeout(option.hard_ttl());
-        let reply: Result<tonic::Response<RaftReply>, tonic::Status> = match rpc {
-            Rpc::AppendEntries => client.append_entries(message).await,
-            Rpc::Vote => client.vote(message).await,
-            Rpc::InstallSnapshot => client.install_snapshot(message).await,
+        let mut request = tonic::Request::new(envelope);
+        // The deadline travels in the grpc-timeout header: tonic enforces it on this side and
+        // the receiver drops the work when it expires.
+        request.set_timeout(option.hard_ttl());
+        let reply = match action {
+            RPCTypes::AppendEntries => client.append_entries(request).await,
+            RPCTypes::Vote => client.vote(request).await,
+            RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
         };
-        let reply = match reply {
+        let reply: RaftReply = match reply {
             Ok(reply) => reply.into_inner(),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                return Err(RPCError::Unreachable(Unreachable::new(&status)));
-            }
-            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
+            Err(status) => return Err(self.status_to_rpc_error(action, status, option)),
         };
         let result: Result<Resp, RaftError<NodeId, E>> = unseal(&reply.payload, reply.crc32)
-            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            .map_err(|e| {
+                let e =
+                    std::io::Error::other(format!("{action} reply from node {}: {e}", self.target));
+                RPCError::Network(NetworkError::new(&e))
+            })?;
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.target_node.clone(),
+                e,
+            ))
+        })
+    }
+
+    /// Classifies a failed call for openraft.
+    fn status_to_rpc_error<E: std::error::Error>(
+        &self,
+        action: RPCTypes,
+        status: tonic::Status,
+        option: &RPCOption,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        match classify(&status) {
+            Failure::Unreachable => RPCError::Unreachable(Unreachable::new(&status)),
+            Failure::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.from,
+                target: self.target,
+                timeout: option.hard_ttl(),
+            }),
+            Failure::Other => RPCError::Network(NetworkError::new(&status)),
+        }
+    }
+
+    /// Seals a request; an unencodable request is a network error of this RPC.
+    fn seal_request<T: Serialize>(
+        &self,
+        action: RPCTypes,
+        request: &T,
+    ) -> Result<RaftRequest, NetworkError> {
+        let (payload, crc32) = seal(request).map_err(|e| {
+            let e = std::io::Error::other(format!("{action} request does not encode: {e}"));
+            NetworkError::new(&e)
+        })?;
+        Ok(self.envelope(payload, crc32))
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+/// What a failed call means for openraft.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// No connection to the peer, or a peer that refuses this node: back off before retrying.
+    Unreachable,
+    /// The deadline passed before the answer came.
+    Timeout,
+    /// Anything else: a refused or damaged RPC, a broken stream.
+    Other,
+}
+
+/// Classifies a status by the local error that caused it, if any, then by its code.
+fn classify(status: &tonic::Status) -> Failure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return Failure::Unreachable;
+        }
+        if e.is::<tonic::TimeoutExpired>() {
+            return Failure::Timeout;
+        }
+        source = e.source();
+    }
+    match status.code() {
+        // Raised by the transport: a connection that broke or was refused (the Raft service
+        // itself never answers UNAVAILABLE), or an unanswered keepalive ping.
+        tonic::Code::Unavailable => Failure::Unreachable,
+        // The peer refuses this node (another cluster) or serves no Raft at that address: it
+        // will not change its mind by the next heartbeat, so openraft should back off rather
+        // than log a refusal on every one.
+        tonic::Code::PermissionDenied | tonic::Code::Unimplemented => Failure::Unreachable,
+        tonic::Code::DeadlineExceeded => Failure::Timeout,
+        _ => Failure::Other,
+    }
+}
+
+impl<C> RaftNetwork<C> for PeerConnection<C>
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+{
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::AppendEntries, &rpc, &option).await
+        let entries = rpc.entries.len() as u64;
+        let envelope = self.seal_request(RPCTypes::AppendEntries, &rpc)?;
+        if envelope.encoded_len() > RAFT_MESSAGE_BYTES_MAX {
+            // openraft retries with at most this many entries; a single entry that does not
+            // fit can never be sent, which the hint of 1 makes openraft report.
+            let hint = (entries / 2).max(1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        self.send(RPCTypes::AppendEntries, envelope, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<C>,
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::InstallSnapshot, &rpc, &option).await
+        let envelope = self.seal_request(RPCTypes::InstallSnapshot, &rpc)?;
+        if envelope.encoded_len() > RAFT_MESSAGE_BYTES_MAX {
+            // A chunk's size is openraft's `snapshot_max_chunk_size`: this is a configuration
+            // error, which openraft reports without retrying.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(1),
+            ));
+        }
+        self.send(RPCTypes::InstallSnapshot, envelope, &option)
+            .await
     }
 
     async fn vote(
@@ -192,6 +401,73 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, &option).await
+        let envelope = self.seal_request(RPCTypes::Vote, &rpc)?;
+        self.send(RPCTypes::Vote, envelope, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_payload_unseals_to_the_same_value() {
+        let value = (7u64, String::from("entry"), vec![1u8, 2, 3]);
+        let (payload, crc32) = seal(&value).expect("seal");
+        let back: (u64, String, Vec<u8>) = unseal(&payload, crc32).expect("unseal");
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_crc32_before_decoding() {
+        let (mut payload, crc32) = seal(&(1u64, 2u64)).expect("seal");
+        payload[0] ^= 0x01;
+        let err = unseal::<(u64, u64)>(&payload, crc32).expect_err("damaged payload");
+        assert!(matches!(err, PayloadError::Crc32Mismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_type_is_a_decode_error() {
+        let garbage = vec![0xffu8; 3];
+        let crc32 = crc32fast::hash(&garbage);
+        let err = unseal::<(u64, String)>(&garbage, crc32).expect_err("garbage");
+        assert!(matches!(err, PayloadError::Decode { .. }), "{err}");
+    }
+
+    #[test]
+    fn statuses_are_classified_for_openraft() {
+        assert_eq!(
+            classify(&tonic::Status::unavailable("connection refused")),
+            Failure::Unreachable
+        );
+        assert_eq!(
+            classify(&tonic::Status::deadline_exceeded("late")),
+            Failure::Timeout
+        );
+        assert_eq!(
+            classify(&tonic::Status::permission_denied("other cluster")),
+            Failure::Unreachable
+        );
+        assert_eq!(
+            classify(&tonic::Status::invalid_argument("undecodable")),
+            Failure::Other
+        );
+        assert_eq!(classify(&tonic::Status::data_loss("crc")), Failure::Other);
+    }
+
+    #[tokio::test]
+    async fn one_channel_per_peer_is_cached_and_replaced_when_the_address_changes() {
+        let factory = NetworkFactory::<()>::new("c", 1);
+        factory.channel(2, "127.0.0.1:1").expect("channel");
+        factory.channel(2, "127.0.0.1:1").expect("channel");
+        factory.channel(3, "127.0.0.1:2").expect("channel");
+        assert_eq!(factory.channel_count(), 2);
+        factory.channel(2, "127.0.0.1:3").expect("channel");
+        assert_eq!(factory.channel_count(), 2);
+        let cached = factory
+            .lock_channels()
+            .get(&2)
+            .map(|(addr, _)| addr.clone());
+        assert_eq!(cached.as_deref(), Some("127.0.0.1:3"));
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use ledger_client::local_cluster::{LocalCluster, NodeOptions};
 
+mod bench;
+
 /// How long `local up` waits for every node to be ready.
 const LOCAL_UP_READY_TIMEOUT_MS: u64 = 30_000;
 
@@ -34,6 +36,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run the transfer workload of shared/peers and report throughput and latency.
+    Bench {
+        #[arg(long, default_value_t = 10_000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 16)]
+        clients: u64,
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Transfers per request.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// A local cluster of ledger-server processes for development.
     Local {
         #[command(subcommand)]
@@ -78,6 +94,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Commands::Local { command } => local(command, cli.json),
+        Commands::Bench { accounts, clients, seconds, batch, seed } => {
+            let endpoints = cli.endpoints.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(bench::run(bench::BenchArgs { endpoints, accounts, clients, seconds, batch, seed, json: cli.json }))
+        }
     }
 }
 

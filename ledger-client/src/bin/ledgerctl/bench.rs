@@ -1,0 +1,234 @@
+//! `ledgerctl bench`: the transfer workload of `shared/peers`, against a Ledger cluster.
+//!
+//! N accounts that may not overdraw, each funded with 1,000,000,000 from an unlimited bank
+//! account; C closed-loop clients each send a batch of B random transfers (amount 1..=100,
+//! distinct debit and credit, ids unique per run), wait for the results, and send the next.
+//! After a warm-up, operations that start and finish inside the measured window count; an
+//! operation is one transfer, and its latency is that of the batch that carried it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use ledger_client::proto::admin::admin_client::AdminClient;
+use ledger_client::proto::admin::StatusRequest;
+use ledger_client::proto::ledger as pb;
+use ledger_client::proto::ledger::ledger_client::LedgerClient;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+
+/// Balance every bench account starts with, as in the peers' workload.
+const INITIAL_BALANCE: u128 = 1_000_000_000;
+/// The unlimited account that funds the others.
+const BANK_ACCOUNT_ID: u128 = u128::MAX - 1;
+const WARMUP_MS: u64 = 2_000;
+const FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS: u32 = 1 << 1;
+
+pub struct BenchArgs {
+    pub endpoints: Vec<String>,
+    pub accounts: u64,
+    pub clients: u64,
+    pub seconds: u64,
+    pub batch: u64,
+    pub seed: u64,
+    pub json: bool,
+}
+
+/// Finds the leader's endpoint by asking every node.
+pub async fn find_leader(endpoints: &[String]) -> Result<String, String> {
+    for endpoint in endpoints {
+        let Ok(mut admin) = AdminClient::connect(endpoint.clone()).await else {
+            continue;
+        };
+        let Ok(status) = admin.status(StatusRequest {}).await else {
+            continue;
+        };
+        let status = status.into_inner();
+        if status.has_leader && !status.leader_address.is_empty() {
+            return Ok(format!("http://{}", status.leader_address));
+        }
+    }
+    Err(format!("no node of {endpoints:?} knows a leader"))
+}
+
+fn id(v: u128) -> Option<pb::U128> {
+    Some(v.into())
+}
+
+async fn write_ok(client: &mut LedgerClient<Channel>, transfers: Vec<pb::Transfer>) -> Result<(), String> {
+    let response = client
+        .create_transfers(pb::CreateTransfersRequest { transfers, request_id: String::new() })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    // 0 = created, 33 = exists (a re-run of the set-up).
+    match response.results.iter().find(|r| **r != 0 && **r != 33) {
+        None => Ok(()),
+        Some(code) => Err(format!("set-up transfer refused with result {code}")),
+    }
+}
+
+/// Creates and funds the accounts (idempotent: a second run finds them in place).
+async fn set_up(client: &mut LedgerClient<Channel>, accounts: u64) -> Result<(), String> {
+    let account = |id: u128, flags: u32| pb::Account { id: Some(id.into()), ledger: 1, code: 1, flags, ..Default::default() };
+    client
+        .create_accounts(pb::CreateAccountsRequest { accounts: vec![account(BANK_ACCOUNT_ID, 0)], request_id: String::new() })
+        .await
+        .map_err(|s| s.message().to_string())?;
+    let ids: Vec<u128> = (1..=u128::from(accounts)).collect();
+    for chunk in ids.chunks(ledger_core::EVENTS_PER_BATCH_MAX) {
+        let batch = chunk.iter().map(|id| account(*id, FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS)).collect();
+        client
+            .create_accounts(pb::CreateAccountsRequest { accounts: batch, request_id: String::new() })
+            .await
+            .map_err(|s| s.message().to_string())?;
+        let funding = chunk
+            .iter()
+            .map(|acct| pb::Transfer {
+                // Funding ids live in their own range, below the bank id.
+                id: id(u128::MAX - 2 - acct),
+                debit_account_id: id(BANK_ACCOUNT_ID),
+                credit_account_id: id(*acct),
+                amount: id(INITIAL_BALANCE),
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            })
+            .collect();
+        write_ok(client, funding).await?;
+    }
+    Ok(())
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.accounts < 2 || args.clients == 0 || args.batch == 0 || args.seconds == 0 {
+        return Err("--accounts must be at least 2; --clients, --batch and --seconds at least 1".into());
+    }
+    if args.batch as usize > ledger_core::EVENTS_PER_BATCH_MAX {
+        return Err(format!("--batch may not exceed {}", ledger_core::EVENTS_PER_BATCH_MAX));
+    }
+    let leader = find_leader(&args.endpoints).await?;
+    let mut setup_client = LedgerClient::connect(leader.clone()).await.map_err(|e| format!("{leader}: {e}"))?;
+    set_up(&mut setup_client, args.accounts).await?;
+
+    let run_tag = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let start = Instant::now();
+    let window_start = start + Duration::from_millis(WARMUP_MS);
+    let window_end = window_start + Duration::from_secs(args.seconds);
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")));
+    let ops = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client_index in 0..args.clients {
+        let channel = Channel::from_shared(leader.clone()).map_err(|e| e.to_string())?.connect().await.map_err(|e| format!("{leader}: {e}"))?;
+        let mut client = LedgerClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        let (histogram, ops, errors) = (histogram.clone(), ops.clone(), errors.clone());
+        let (accounts, batch, seed) = (u128::from(args.accounts), args.batch, args.seed);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed + client_index);
+            let mut sequence = 0u64;
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            loop {
+                let began = Instant::now();
+                if began >= window_end {
+                    break;
+                }
+                let transfers: Vec<pb::Transfer> = (0..batch)
+                    .map(|_| {
+                        sequence += 1;
+                        let debit = rng.gen_range(1..=accounts);
+                        let mut credit = rng.gen_range(1..accounts);
+                        if credit >= debit {
+                            credit += 1;
+                        }
+                        pb::Transfer {
+                            id: id((u128::from(run_tag) << 64) | (u128::from(client_index) << 40) | u128::from(sequence)),
+                            debit_account_id: id(debit),
+                            credit_account_id: id(credit),
+                            amount: id(rng.gen_range(1..=100)),
+                            ledger: 1,
+                            code: 1,
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                let result = client
+                    .create_transfers(pb::CreateTransfersRequest { transfers, request_id: String::new() })
+                    .await;
+                let finished = Instant::now();
+                match result {
+                    Ok(_) => {
+                        if began >= window_start && finished <= window_end {
+                            let micros = (finished - began).as_micros().max(1) as u64;
+                            let _ = local.record_n(micros, batch);
+                            ops.fetch_add(batch, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            histogram.lock().expect("histogram lock").add(&local).expect("same bounds");
+        }));
+    }
+    let progress = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(WARMUP_MS / 1000 + args.seconds)
+    };
+    progress.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}").expect("template"));
+    let reporter = {
+        let (ops, done, progress) = (ops.clone(), done.clone(), progress.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                progress.inc(1);
+                progress.set_message(format!("{} transfers", ops.load(Ordering::Relaxed)));
+            }
+        })
+    };
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())?;
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = reporter.await;
+    progress.finish_and_clear();
+
+    let histogram = histogram.lock().expect("histogram lock");
+    let ops = ops.load(Ordering::Relaxed);
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let line = serde_json::json!({
+        "system": "ledger",
+        "clients": args.clients,
+        "batch": args.batch,
+        "ops": ops,
+        "ops_per_s": ((ops as f64 / args.seconds as f64) * 10.0).round() / 10.0,
+        "p50_ms": ms(0.50),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "errors": errors.load(Ordering::Relaxed),
+        "seconds": args.seconds,
+        "accounts": args.accounts,
+    });
+    if args.json {
+        println!("{line}");
+    } else {
+        println!(
+            "{ops} transfers in {} s: {:.0} transfers/s; latency of a batch of {}: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; {} errors",
+            args.seconds,
+            ops as f64 / args.seconds as f64,
+            args.batch,
+            ms(0.50),
+            ms(0.99),
+            ms(0.999),
+            errors.load(Ordering::Relaxed)
+        );
+    }
+    Ok(())
+}
