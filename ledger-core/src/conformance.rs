@@ -186,7 +186,7 @@ pub fn apply_matches_memory_store(store: &mut impl Store) {
             flags,
             ..Transfer::default()
         };
-    let commands = vec![
+    let commands = [
         Command::CreateAccounts(vec![
             account(1, history),
             account(2, limited),

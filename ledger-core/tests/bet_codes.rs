@@ -460,7 +460,7 @@ fn every_settlement_result_code_is_produced() {
         l.bet(on(101, bet(2, 4, 1, 400_000, 30_000))),
         BetResult::Created
     );
-    assert_eq!(l.transfer(xfer(990_1, 1, 2, 1)), TransferResult::Created);
+    assert_eq!(l.transfer(xfer(9_901, 1, 2, 1)), TransferResult::Created);
     assert_eq!(l.bet(on(102, bet(3, 3, 1, 10, 20_000))), BetResult::Created);
     assert_eq!(
         l.transfer(xfer(
@@ -478,7 +478,7 @@ fn every_settlement_result_code_is_produced() {
     let accounts = [7, 8, 10].map(|id| acct(id, AccountFlags::default()));
     l.accounts(accounts.to_vec());
     assert_eq!(
-        l.transfer(xfer(990_2, 10, 7, u128::MAX - 10)),
+        l.transfer(xfer(9_902, 10, 7, u128::MAX - 10)),
         TransferResult::Created
     );
     let big_house = NewMarket {
@@ -496,13 +496,13 @@ fn every_settlement_result_code_is_produced() {
 
     // Market 107: the winner's account is closed before settlement.
     l.accounts(vec![acct(11, AccountFlags::default())]);
-    l.fund(990_3, 1, 11, 1_000);
+    l.fund(9_903, 1, 11, 1_000);
     assert_eq!(l.market(market(107)), MarketResult::Created);
     assert_eq!(
         l.bet(on(107, bet(6, 11, 1, 100, 20_000))),
         BetResult::Created
     );
-    close_account(&mut l, 990_4, 11);
+    close_account(&mut l, 9_904, 11);
     let s = |id, market_id| Settlement {
         market_id,
         ..settlement(id, &[1], &[])

@@ -190,7 +190,7 @@ pub async fn start(
         },
     )?;
 
-    let db = open_db(&config.data_dir.join("db"), config.block_cache_mb)
+    let db = open_db(config.data_dir.join("db"), config.block_cache_mb)
         .map_err(|e| StartError::Storage(e.to_string()))?;
     let log_store = LogStore::new(db.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
     // A damaged log entry must never be served or voted on: check them all before Raft

@@ -22,11 +22,14 @@ async fn writes_through_the_leader_are_readable_on_every_node_and_followers_hint
     let mut client = h.ledger(leader).await;
     let created = create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
     assert_eq!(created.results, vec![CREATED, CREATED]);
-    let written = create_transfers(&mut client, vec![transfer(10, 1, 2, 75)]).await.expect("write");
+    let written = create_transfers(&mut client, vec![transfer(10, 1, 2, 75)])
+        .await
+        .expect("write");
     assert_eq!(written.results, vec![CREATED]);
 
     for id in 1..=3 {
-        h.wait_applied(id, written.log_index, Duration::from_secs(10)).await;
+        h.wait_applied(id, written.log_index, Duration::from_secs(10))
+            .await;
         let mut c = h.ledger(id).await;
         let read = lookup_transfers(&mut c, &[10], pb::ReadConsistency::Stale).await;
         assert!(read.applied_index >= written.log_index);
@@ -40,25 +43,42 @@ async fn writes_through_the_leader_are_readable_on_every_node_and_followers_hint
         .await
         .expect_err("a follower does not accept writes");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
-    assert!(refused.message().starts_with("LEDGER_NOT_LEADER"), "{}", refused.message());
+    assert!(
+        refused.message().starts_with("LEDGER_NOT_LEADER"),
+        "{}",
+        refused.message()
+    );
     let hint = LeaderHint::decode(refused.details()).expect("leader hint in details");
     assert_eq!(hint.leader_id, leader);
     assert_eq!(hint.leader_address, h.cluster.grpc_addr(leader).to_string());
     // A linearizable read on a follower is refused the same way; a stale one is answered.
     let status = f
-        .lookup_accounts(pb::LookupRequest { ids: vec![1u128.into()], consistency: 0 })
+        .lookup_accounts(pb::LookupRequest {
+            ids: vec![1u128.into()],
+            consistency: 0,
+        })
         .await
         .expect_err("linearizable read on a follower");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
 
     // Bad input is refused whole, naming the field.
-    let bad = create_transfers(&mut client, vec![transfer(12, 1, 2, 5), transfer(0, 1, 2, 5)])
-        .await
-        .expect_err("id 0 is invalid");
+    let bad = create_transfers(
+        &mut client,
+        vec![transfer(12, 1, 2, 5), transfer(0, 1, 2, 5)],
+    )
+    .await
+    .expect_err("id 0 is invalid");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
-    assert!(bad.message().contains("transfers[1].id"), "{}", bad.message());
+    assert!(
+        bad.message().contains("transfers[1].id"),
+        "{}",
+        bad.message()
+    );
     let read = lookup_transfers(&mut client, &[12], pb::ReadConsistency::Linearizable).await;
-    assert!(read.transfers.is_empty(), "nothing of a refused batch is written");
+    assert!(
+        read.transfers.is_empty(),
+        "nothing of a refused batch is written"
+    );
 
     converged_digest(&h, &[1, 2, 3], Duration::from_secs(10)).await;
     for id in 1..=3 {
@@ -91,7 +111,9 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_transfer() {
                     next += 1;
                     1_000_000 * (w + 1) + next
                 });
-                let Ok(mut c) = pb::ledger_client::LedgerClient::connect(endpoints[target].clone()).await else {
+                let Ok(mut c) =
+                    pb::ledger_client::LedgerClient::connect(endpoints[target].clone()).await
+                else {
                     target = (target + 1) % endpoints.len();
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
@@ -106,7 +128,9 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_transfer() {
                         // Unknown or refused: keep the id and try it again elsewhere.
                         pending = Some(id);
                         if let Ok(hint) = LeaderHint::decode(status.details()) {
-                            if let Some(i) = endpoints.iter().position(|e| e.ends_with(&hint.leader_address) && !hint.leader_address.is_empty()) {
+                            if let Some(i) = endpoints.iter().position(|e| {
+                                e.ends_with(&hint.leader_address) && !hint.leader_address.is_empty()
+                            }) {
                                 target = i;
                                 continue;
                             }
@@ -122,7 +146,10 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_transfer() {
     // Let some writes land, then SIGKILL the leader mid-stream.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while acked.lock().unwrap().len() < 50 {
-        assert!(std::time::Instant::now() < deadline, "writes never got going");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes never got going"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     h.cluster.kill(leader).expect("kill leader");
@@ -132,7 +159,10 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_transfer() {
     let before = acked.lock().unwrap().len();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while acked.lock().unwrap().len() < before + 50 {
-        assert!(std::time::Instant::now() < deadline, "writes did not resume after failover");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes did not resume after failover"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -145,7 +175,9 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_transfer() {
     // Settle the unknown outcomes by resubmitting them: exactly-once makes that safe.
     let mut c = h.ledger(new_leader).await;
     for id in unresolved {
-        let r = create_transfers(&mut c, vec![transfer(id, 1, 2, 1)]).await.expect("resubmit");
+        let r = create_transfers(&mut c, vec![transfer(id, 1, 2, 1)])
+            .await
+            .expect("resubmit");
         assert!(r.results == vec![CREATED] || r.results == vec![EXISTS]);
         acked.lock().unwrap().insert(id);
     }
@@ -157,11 +189,21 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_transfer() {
     for id in 1..=3 {
         let mut c = h.ledger(id).await;
         let found = lookup_transfers(&mut c, &acked, pb::ReadConsistency::Stale).await;
-        assert_eq!(found.transfers.len(), acked.len(), "node {id} lost acknowledged transfers");
+        assert_eq!(
+            found.transfers.len(),
+            acked.len(),
+            "node {id} lost acknowledged transfers"
+        );
         // Exactly once: the balances equal the number of distinct acknowledged transfers.
         let accounts = lookup_accounts(&mut c, &[1, 2], pb::ReadConsistency::Stale).await;
-        assert_eq!(u128::from(accounts.accounts[0].debits_posted.unwrap()), acked.len() as u128);
-        assert_eq!(u128::from(accounts.accounts[1].credits_posted.unwrap()), acked.len() as u128);
+        assert_eq!(
+            u128::from(accounts.accounts[0].debits_posted.unwrap()),
+            acked.len() as u128
+        );
+        assert_eq!(
+            u128::from(accounts.accounts[1].credits_posted.unwrap()),
+            acked.len() as u128
+        );
         let v = h.verify(id).await;
         assert!(v.ok, "node {id}: {:?}", v.violations);
     }
@@ -174,7 +216,9 @@ async fn a_full_restart_keeps_state_and_digest() {
     let mut client = h.ledger(leader).await;
     create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
     let transfers: Vec<pb::Transfer> = (0..200).map(|i| transfer(100 + i, 1, 2, 3)).collect();
-    let written = create_transfers(&mut client, transfers).await.expect("write");
+    let written = create_transfers(&mut client, transfers)
+        .await
+        .expect("write");
     assert!(written.results.iter().all(|r| *r == CREATED));
     let before = converged_digest(&h, &[1, 2, 3], Duration::from_secs(20)).await;
 
@@ -190,8 +234,13 @@ async fn a_full_restart_keeps_state_and_digest() {
     assert_eq!(before, after, "state changed across a restart");
     let mut client = h.ledger(leader).await;
     let accounts = lookup_accounts(&mut client, &[1, 2], pb::ReadConsistency::Linearizable).await;
-    assert_eq!(u128::from(accounts.accounts[1].credits_posted.unwrap()), 600);
+    assert_eq!(
+        u128::from(accounts.accounts[1].credits_posted.unwrap()),
+        600
+    );
     // The cluster still takes writes.
-    let r = create_transfers(&mut client, vec![transfer(1, 1, 2, 1)]).await.expect("write after restart");
+    let r = create_transfers(&mut client, vec![transfer(1, 1, 2, 1)])
+        .await
+        .expect("write after restart");
     assert_eq!(r.results, vec![CREATED]);
 }

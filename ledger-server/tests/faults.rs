@@ -36,7 +36,9 @@ async fn a_node_with_a_damaged_log_entry_refuses_to_start() {
     let leader = h.leader().await;
     let mut client = h.ledger(leader).await;
     create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
-    create_transfers(&mut client, vec![transfer(1, 1, 2, 5)]).await.expect("write");
+    create_transfers(&mut client, vec![transfer(1, 1, 2, 5)])
+        .await
+        .expect("write");
     converged_digest(&h, &[1, 2, 3], Duration::from_secs(10)).await;
     let victim = (1..=3).find(|id| *id != leader).unwrap();
     h.cluster.signal(victim, "TERM").expect("stop");
@@ -48,20 +50,38 @@ async fn a_node_with_a_damaged_log_entry_refuses_to_start() {
         let db = open_db(&db_path, 8).unwrap();
         let store = LogStore::<TypeConfig>::new(db).unwrap();
         let error = store.verify_all().expect_err("damage must be detected");
-        assert!(error.to_string().contains(&format!("entry {damaged_index}")), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("entry {damaged_index}")),
+            "{error}"
+        );
         assert!(error.to_string().contains("crc32"), "{error}");
-        assert!(store.corrupted_flag().load(std::sync::atomic::Ordering::SeqCst));
+        assert!(store
+            .corrupted_flag()
+            .load(std::sync::atomic::Ordering::SeqCst));
     }
 
     // The node refuses to start on it, saying why.
-    let refused = h.cluster.restart(victim).expect_err("a damaged node must not start");
+    let refused = h
+        .cluster
+        .restart(victim)
+        .expect_err("a damaged node must not start");
     assert!(refused.to_string().contains("exited"), "{refused}");
-    let log = std::fs::read_to_string(h.cluster.node(victim).data_dir.with_extension("log")).unwrap();
+    let log =
+        std::fs::read_to_string(h.cluster.node(victim).data_dir.with_extension("log")).unwrap();
     assert!(log.contains("raft log damaged"), "{log}");
     // The other two carry on.
-    let leader = h.leader_among(&(1..=3).filter(|id| *id != victim).collect::<Vec<_>>(), READY_TIMEOUT).await;
+    let leader = h
+        .leader_among(
+            &(1..=3).filter(|id| *id != victim).collect::<Vec<_>>(),
+            READY_TIMEOUT,
+        )
+        .await;
     let mut client = h.ledger(leader).await;
-    let r = create_transfers(&mut client, vec![transfer(2, 1, 2, 5)]).await.expect("majority writes");
+    let r = create_transfers(&mut client, vec![transfer(2, 1, 2, 5)])
+        .await
+        .expect("majority writes");
     assert_eq!(r.results, vec![CREATED]);
 }
 
@@ -73,7 +93,9 @@ async fn a_wiped_follower_is_replaced_and_catches_up_by_snapshot() {
     let mut client = h.ledger(leader).await;
     create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
     for i in 0..60u128 {
-        let r = create_transfers(&mut client, vec![transfer(100 + i, 1, 2, 1)]).await.expect("write");
+        let r = create_transfers(&mut client, vec![transfer(100 + i, 1, 2, 1)])
+            .await
+            .expect("write");
         assert_eq!(r.results, vec![CREATED]);
     }
     let victim = (1..=3).find(|id| *id != leader).unwrap();
@@ -83,7 +105,10 @@ async fn a_wiped_follower_is_replaced_and_catches_up_by_snapshot() {
     // The documented procedure: remove from the membership, stop, wipe, start empty, add as a
     // learner (it catches up), promote.
     admin
-        .change_membership(ChangeMembershipRequest { voter_ids: others.clone(), retain: false })
+        .change_membership(ChangeMembershipRequest {
+            voter_ids: others.clone(),
+            retain: false,
+        })
         .await
         .expect("remove the node");
     h.cluster.signal(victim, "TERM").expect("stop");
@@ -91,18 +116,28 @@ async fn a_wiped_follower_is_replaced_and_catches_up_by_snapshot() {
     h.cluster.restart(victim).expect("start empty");
     let address = h.cluster.grpc_addr(victim).to_string();
     admin
-        .add_learner(AddLearnerRequest { node_id: victim, address, blocking: true })
+        .add_learner(AddLearnerRequest {
+            node_id: victim,
+            address,
+            blocking: true,
+        })
         .await
         .expect("add learner");
     admin
-        .change_membership(ChangeMembershipRequest { voter_ids: vec![1, 2, 3], retain: false })
+        .change_membership(ChangeMembershipRequest {
+            voter_ids: vec![1, 2, 3],
+            retain: false,
+        })
         .await
         .expect("promote");
 
     let digest = converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
     assert_eq!(digest.len(), 16);
     let status = h.status(victim).await.expect("status");
-    assert!(status.snapshot_index > 0, "the wiped node did not receive a snapshot: {status:?}");
+    assert!(
+        status.snapshot_index > 0,
+        "the wiped node did not receive a snapshot: {status:?}"
+    );
     let mut c = h.ledger(victim).await;
     let accounts = lookup_accounts(&mut c, &[2], pb::ReadConsistency::Stale).await;
     assert_eq!(u128::from(accounts.accounts[0].credits_posted.unwrap()), 60);
@@ -111,7 +146,9 @@ async fn a_wiped_follower_is_replaced_and_catches_up_by_snapshot() {
     // And it is a voter again: writes still commit with any one other node paused.
     let pause = others.iter().copied().find(|id| *id != leader).unwrap();
     h.cluster.signal(pause, "STOP").unwrap();
-    let r = create_transfers(&mut client, vec![transfer(999, 1, 2, 1)]).await.expect("commit with the replaced node");
+    let r = create_transfers(&mut client, vec![transfer(999, 1, 2, 1)])
+        .await
+        .expect("commit with the replaced node");
     assert_eq!(r.results, vec![CREATED]);
     h.cluster.signal(pause, "CONT").unwrap();
 }
@@ -126,7 +163,9 @@ async fn a_leader_without_its_quorum_fails_writes_fast_and_the_cluster_converges
 
     // One follower away: the majority side still commits.
     h.cluster.signal(followers[0], "STOP").unwrap();
-    let r = create_transfers(&mut client, vec![transfer(1, 1, 2, 1)]).await.expect("majority commits");
+    let r = create_transfers(&mut client, vec![transfer(1, 1, 2, 1)])
+        .await
+        .expect("majority commits");
     assert_eq!(r.results, vec![CREATED]);
 
     // Both away: the leader is a minority of one. A write ends within the write deadline with
@@ -136,9 +175,16 @@ async fn a_leader_without_its_quorum_fails_writes_fast_and_the_cluster_converges
     let status = create_transfers(&mut client, vec![transfer(2, 1, 2, 1)])
         .await
         .expect_err("no quorum, no commit");
-    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
     assert!(
-        matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Unavailable),
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
+        ),
         "{status:?}"
     );
     // Once the leader knows it has lost its quorum, writes are refused at once.
@@ -149,10 +195,17 @@ async fn a_leader_without_its_quorum_fails_writes_fast_and_the_cluster_converges
             .await
             .expect_err("no quorum, no commit");
         if status.code() == tonic::Code::Unavailable {
-            assert!(started.elapsed() < Duration::from_secs(1), "refusal took {:?}", started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "refusal took {:?}",
+                started.elapsed()
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "writes never failed fast: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "writes never failed fast: {status:?}"
+        );
     }
 
     // Heal: both come back, the unknown write is settled by resubmitting it, and all agree.
@@ -172,7 +225,11 @@ async fn a_leader_without_its_quorum_fails_writes_fast_and_the_cluster_converges
             Err(e) => panic!("writes did not resume: {e:?}"),
         }
     };
-    assert!(r.results == vec![CREATED] || r.results == vec![EXISTS], "{:?}", r.results);
+    assert!(
+        r.results == vec![CREATED] || r.results == vec![EXISTS],
+        "{:?}",
+        r.results
+    );
     converged_digest(&h, &[1, 2, 3], Duration::from_secs(20)).await;
     for id in 1..=3 {
         let v = h.verify(id).await;

@@ -28,6 +28,9 @@ const CHUNK_HEADER: u8 = 1;
 const CHUNK_RECORDS: u8 = 2;
 const CHUNK_TRAILER: u8 = 3;
 
+/// Receives each record of a snapshot: its table, key and value bytes.
+type RecordVisitor<'a> = dyn FnMut(Table, &[u8], &[u8]) + 'a;
+
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,10 +132,7 @@ pub fn read_snapshot(
     Ok((meta, records))
 }
 
-fn scan(
-    path: &Path,
-    visit: &mut dyn FnMut(Table, &[u8], &[u8]),
-) -> Result<(SnapshotMeta, u64), SnapshotFileError> {
+fn scan(path: &Path, visit: &mut RecordVisitor) -> Result<(SnapshotMeta, u64), SnapshotFileError> {
     let corrupt = |reason: &str| SnapshotFileError::Corrupt(reason.to_string());
     let mut input = BufReader::new(File::open(path)?);
     let mut magic = [0u8; 8];
@@ -190,10 +190,7 @@ fn scan(
     }
 }
 
-fn decode_records(
-    mut body: &[u8],
-    visit: &mut dyn FnMut(Table, &[u8], &[u8]),
-) -> Result<u64, SnapshotFileError> {
+fn decode_records(mut body: &[u8], visit: &mut RecordVisitor) -> Result<u64, SnapshotFileError> {
     let corrupt = || SnapshotFileError::Corrupt("bad record".into());
     let mut count = 0;
     while !body.is_empty() {

@@ -233,7 +233,7 @@ impl Store for StateView<'_> {
         if fresh.is_empty() {
             return committed;
         }
-        fresh.sort_by(|a, b| a.0.cmp(&b.0));
+        fresh.sort_by_key(|a| a.0);
         if reverse {
             fresh.reverse();
         }

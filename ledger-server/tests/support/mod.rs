@@ -26,7 +26,8 @@ impl Harness {
             ..NodeOptions::default()
         };
         let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
-        let cluster = LocalCluster::start(&binary, dir.path(), nodes, options).expect("cluster starts");
+        let cluster =
+            LocalCluster::start(&binary, dir.path(), nodes, options).expect("cluster starts");
         cluster.wait_ready(READY_TIMEOUT).expect("cluster ready");
         Self { cluster, dir }
     }
@@ -36,20 +37,33 @@ impl Harness {
     }
 
     pub async fn ledger(&self, id: u64) -> LedgerClient<Channel> {
-        LedgerClient::connect(self.endpoint(id)).await.expect("connect ledger")
+        LedgerClient::connect(self.endpoint(id))
+            .await
+            .expect("connect ledger")
     }
 
     pub async fn admin(&self, id: u64) -> AdminClient<Channel> {
-        AdminClient::connect(self.endpoint(id)).await.expect("connect admin")
+        AdminClient::connect(self.endpoint(id))
+            .await
+            .expect("connect admin")
     }
 
     pub async fn status(&self, id: u64) -> Option<StatusResponse> {
         let mut admin = AdminClient::connect(self.endpoint(id)).await.ok()?;
-        admin.status(StatusRequest {}).await.ok().map(|r| r.into_inner())
+        admin
+            .status(StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
     }
 
     pub async fn verify(&self, id: u64) -> VerifyResponse {
-        self.admin(id).await.verify(VerifyRequest {}).await.expect("verify").into_inner()
+        self.admin(id)
+            .await
+            .verify(VerifyRequest {})
+            .await
+            .expect("verify")
+            .into_inner()
     }
 
     /// Waits until a node among `candidates` reports itself leader; returns its id.
@@ -63,7 +77,10 @@ impl Harness {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "no leader among {candidates:?} after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {candidates:?} after {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -82,7 +99,10 @@ impl Harness {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "node {id} did not apply {index} within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not apply {index} within {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -114,9 +134,15 @@ pub fn transfer(id: u128, debit: u128, credit: u128, amount: u128) -> pb::Transf
     }
 }
 
-pub async fn create_accounts(client: &mut LedgerClient<Channel>, accounts: Vec<pb::Account>) -> pb::WriteResponse {
+pub async fn create_accounts(
+    client: &mut LedgerClient<Channel>,
+    accounts: Vec<pb::Account>,
+) -> pb::WriteResponse {
     client
-        .create_accounts(pb::CreateAccountsRequest { accounts, request_id: String::new() })
+        .create_accounts(pb::CreateAccountsRequest {
+            accounts,
+            request_id: String::new(),
+        })
         .await
         .expect("create accounts")
         .into_inner()
@@ -127,7 +153,10 @@ pub async fn create_transfers(
     transfers: Vec<pb::Transfer>,
 ) -> Result<pb::WriteResponse, tonic::Status> {
     client
-        .create_transfers(pb::CreateTransfersRequest { transfers, request_id: String::new() })
+        .create_transfers(pb::CreateTransfersRequest {
+            transfers,
+            request_id: String::new(),
+        })
         .await
         .map(|r| r.into_inner())
 }
@@ -175,7 +204,10 @@ pub async fn converged_digest(h: &Harness, ids: &[u64], timeout: Duration) -> Ve
         if seen.len() == ids.len() && seen.windows(2).all(|w| w[0] == w[1]) {
             return seen[0].1.clone();
         }
-        assert!(Instant::now() < deadline, "replicas did not converge: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -58,9 +58,15 @@ fn id(v: u128) -> Option<pb::U128> {
     Some(v.into())
 }
 
-async fn write_ok(client: &mut LedgerClient<Channel>, transfers: Vec<pb::Transfer>) -> Result<(), String> {
+async fn write_ok(
+    client: &mut LedgerClient<Channel>,
+    transfers: Vec<pb::Transfer>,
+) -> Result<(), String> {
     let response = client
-        .create_transfers(pb::CreateTransfersRequest { transfers, request_id: String::new() })
+        .create_transfers(pb::CreateTransfersRequest {
+            transfers,
+            request_id: String::new(),
+        })
         .await
         .map_err(|s| s.message().to_string())?
         .into_inner();
@@ -73,16 +79,31 @@ async fn write_ok(client: &mut LedgerClient<Channel>, transfers: Vec<pb::Transfe
 
 /// Creates and funds the accounts (idempotent: a second run finds them in place).
 async fn set_up(client: &mut LedgerClient<Channel>, accounts: u64) -> Result<(), String> {
-    let account = |id: u128, flags: u32| pb::Account { id: Some(id.into()), ledger: 1, code: 1, flags, ..Default::default() };
+    let account = |id: u128, flags: u32| pb::Account {
+        id: Some(id.into()),
+        ledger: 1,
+        code: 1,
+        flags,
+        ..Default::default()
+    };
     client
-        .create_accounts(pb::CreateAccountsRequest { accounts: vec![account(BANK_ACCOUNT_ID, 0)], request_id: String::new() })
+        .create_accounts(pb::CreateAccountsRequest {
+            accounts: vec![account(BANK_ACCOUNT_ID, 0)],
+            request_id: String::new(),
+        })
         .await
         .map_err(|s| s.message().to_string())?;
     let ids: Vec<u128> = (1..=u128::from(accounts)).collect();
     for chunk in ids.chunks(ledger_core::EVENTS_PER_BATCH_MAX) {
-        let batch = chunk.iter().map(|id| account(*id, FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS)).collect();
+        let batch = chunk
+            .iter()
+            .map(|id| account(*id, FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS))
+            .collect();
         client
-            .create_accounts(pb::CreateAccountsRequest { accounts: batch, request_id: String::new() })
+            .create_accounts(pb::CreateAccountsRequest {
+                accounts: batch,
+                request_id: String::new(),
+            })
             .await
             .map_err(|s| s.message().to_string())?;
         let funding = chunk
@@ -105,33 +126,52 @@ async fn set_up(client: &mut LedgerClient<Channel>, accounts: u64) -> Result<(),
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.accounts < 2 || args.clients == 0 || args.batch == 0 || args.seconds == 0 {
-        return Err("--accounts must be at least 2; --clients, --batch and --seconds at least 1".into());
+        return Err(
+            "--accounts must be at least 2; --clients, --batch and --seconds at least 1".into(),
+        );
     }
     if args.batch as usize > ledger_core::EVENTS_PER_BATCH_MAX {
-        return Err(format!("--batch may not exceed {}", ledger_core::EVENTS_PER_BATCH_MAX));
+        return Err(format!(
+            "--batch may not exceed {}",
+            ledger_core::EVENTS_PER_BATCH_MAX
+        ));
     }
     let leader = find_leader(&args.endpoints).await?;
-    let mut setup_client = LedgerClient::connect(leader.clone()).await.map_err(|e| format!("{leader}: {e}"))?;
+    let mut setup_client = LedgerClient::connect(leader.clone())
+        .await
+        .map_err(|e| format!("{leader}: {e}"))?;
     set_up(&mut setup_client, args.accounts).await?;
 
-    let run_tag = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let run_tag = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
     let start = Instant::now();
     let window_start = start + Duration::from_millis(WARMUP_MS);
     let window_end = window_start + Duration::from_secs(args.seconds);
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")));
+    let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    ));
     let ops = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for client_index in 0..args.clients {
-        let channel = Channel::from_shared(leader.clone()).map_err(|e| e.to_string())?.connect().await.map_err(|e| format!("{leader}: {e}"))?;
-        let mut client = LedgerClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        let channel = Channel::from_shared(leader.clone())
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("{leader}: {e}"))?;
+        let mut client = LedgerClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
         let (histogram, ops, errors) = (histogram.clone(), ops.clone(), errors.clone());
         let (accounts, batch, seed) = (u128::from(args.accounts), args.batch, args.seed);
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed + client_index);
             let mut sequence = 0u64;
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut local =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             loop {
                 let began = Instant::now();
                 if began >= window_end {
@@ -146,7 +186,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                             credit += 1;
                         }
                         pb::Transfer {
-                            id: id((u128::from(run_tag) << 64) | (u128::from(client_index) << 40) | u128::from(sequence)),
+                            id: id((u128::from(run_tag) << 64)
+                                | (u128::from(client_index) << 40)
+                                | u128::from(sequence)),
                             debit_account_id: id(debit),
                             credit_account_id: id(credit),
                             amount: id(rng.gen_range(1..=100)),
@@ -157,7 +199,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                     })
                     .collect();
                 let result = client
-                    .create_transfers(pb::CreateTransfersRequest { transfers, request_id: String::new() })
+                    .create_transfers(pb::CreateTransfersRequest {
+                        transfers,
+                        request_id: String::new(),
+                    })
                     .await;
                 let finished = Instant::now();
                 match result {
@@ -174,7 +219,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                     }
                 }
             }
-            histogram.lock().expect("histogram lock").add(&local).expect("same bounds");
+            histogram
+                .lock()
+                .expect("histogram lock")
+                .add(&local)
+                .expect("same bounds");
         }));
     }
     let progress = if args.json {
@@ -182,7 +231,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     } else {
         ProgressBar::new(WARMUP_MS / 1000 + args.seconds)
     };
-    progress.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}").expect("template"));
+    progress
+        .set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}").expect("template"));
     let reporter = {
         let (ops, done, progress) = (ops.clone(), done.clone(), progress.clone());
         tokio::spawn(async move {

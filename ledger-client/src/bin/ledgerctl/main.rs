@@ -94,10 +94,29 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Commands::Local { command } => local(command, cli.json),
-        Commands::Bench { accounts, clients, seconds, batch, seed } => {
-            let endpoints = cli.endpoints.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+        Commands::Bench {
+            accounts,
+            clients,
+            seconds,
+            batch,
+            seed,
+        } => {
+            let endpoints = cli
+                .endpoints
+                .split(',')
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect();
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(bench::run(bench::BenchArgs { endpoints, accounts, clients, seconds, batch, seed, json: cli.json }))
+            runtime.block_on(bench::run(bench::BenchArgs {
+                endpoints,
+                accounts,
+                clients,
+                seconds,
+                batch,
+                seed,
+                json: cli.json,
+            }))
         }
     }
 }
