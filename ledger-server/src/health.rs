@@ -9,13 +9,16 @@ pub struct Health {
     reason: Mutex<Option<String>>,
     /// Raised by the log store when a stored entry fails its checksum.
     log_corrupted: Arc<AtomicBool>,
+    /// Raised by the log store when a synced write failed (fsync poisoning).
+    log_poisoned: Arc<AtomicBool>,
 }
 
 impl Health {
-    pub fn new(log_corrupted: Arc<AtomicBool>) -> Self {
+    pub fn new(log_corrupted: Arc<AtomicBool>, log_poisoned: Arc<AtomicBool>) -> Self {
         Self {
             reason: Mutex::new(None),
             log_corrupted,
+            log_poisoned,
         }
     }
 
@@ -33,6 +36,11 @@ impl Health {
     pub fn problem(&self) -> Option<String> {
         if let Some(reason) = self.reason.lock().expect("health lock").clone() {
             return Some(reason);
+        }
+        if self.log_poisoned.load(Ordering::Relaxed) {
+            return Some(
+                "a synced write to the raft log failed; restart or replace the node".into(),
+            );
         }
         self.log_corrupted
             .load(Ordering::Relaxed)

@@ -202,7 +202,10 @@ pub async fn start(
         ))
     })?;
     tracing::info!(entries, "raft log verified");
-    let health = Arc::new(Health::new(log_store.corrupted_flag()));
+    let health = Arc::new(Health::new(
+        log_store.corrupted_flag(),
+        log_store.poisoned_flag(),
+    ));
     let state_machine = LedgerStateMachine::open(db.clone(), &config.data_dir.join("snapshots"))
         .map_err(|e| StartError::Storage(e.to_string()))?;
 

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use ledger_client::local_cluster::{LocalCluster, NodeOptions};
 
 mod bench;
+mod cluster;
 
 /// How long `local up` waits for every node to be ready.
 const LOCAL_UP_READY_TIMEOUT_MS: u64 = 30_000;
@@ -50,10 +51,43 @@ enum Commands {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Cluster membership and status.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommands,
+    },
+    /// Check the ledger invariants on every node and that replicas agree.
+    Verify,
     /// A local cluster of ledger-server processes for development.
     Local {
         #[command(subcommand)]
         command: LocalCommands,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommands {
+    /// Every node: id, address, role, term, last log, applied, lag, health.
+    Status,
+    /// Voters and learners.
+    Members,
+    /// Add a node (started empty, without --init) as a learner and wait until it caught up.
+    AddLearner {
+        #[arg(long)]
+        node_id: u64,
+        /// HOST:PORT of its gRPC server.
+        #[arg(long)]
+        address: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Remove a node from the voters (do this before wiping its data).
+    Remove {
+        #[arg(long)]
+        node_id: u64,
     },
 }
 
@@ -92,7 +126,45 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let endpoints: Vec<String> = cli
+        .endpoints
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        return Err("--endpoints is empty".into());
+    }
+    let block_on = |f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>| {
+        tokio::runtime::Runtime::new()
+            .map_err(|e| e.to_string())?
+            .block_on(f)
+    };
     match cli.command {
+        Commands::Cluster { command } => {
+            let json = cli.json;
+            block_on(Box::pin(async move {
+                match command {
+                    ClusterCommands::Status => cluster::status(&endpoints, json).await,
+                    ClusterCommands::Members => cluster::members(&endpoints, json).await,
+                    ClusterCommands::AddLearner { node_id, address } => {
+                        cluster::add_learner(&endpoints, node_id, address, json).await
+                    }
+                    ClusterCommands::Promote { node_id } => {
+                        cluster::change_voters(&endpoints, Some(node_id), None, json).await
+                    }
+                    ClusterCommands::Remove { node_id } => {
+                        cluster::change_voters(&endpoints, None, Some(node_id), json).await
+                    }
+                }
+            }))
+        }
+        Commands::Verify => {
+            let json = cli.json;
+            block_on(Box::pin(
+                async move { cluster::verify(&endpoints, json).await },
+            ))
+        }
         Commands::Local { command } => local(command, cli.json),
         Commands::Bench {
             accounts,

@@ -1,0 +1,256 @@
+//! `ledgerctl cluster ...` and `ledgerctl verify`: membership and health through the admin API.
+
+use ledger_client::proto::admin::admin_client::AdminClient;
+use ledger_client::proto::admin::{
+    AddLearnerRequest, ChangeMembershipRequest, StatusRequest, StatusResponse, VerifyRequest,
+};
+use serde_json::json;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn admin(endpoint: &str) -> Result<AdminClient<tonic::transport::Channel>, String> {
+    AdminClient::connect(endpoint.to_string())
+        .await
+        .map_err(|e| format!("{endpoint}: cannot connect: {e}"))
+}
+
+async fn status_of(endpoint: &str) -> Result<StatusResponse, String> {
+    admin(endpoint)
+        .await?
+        .status(StatusRequest {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| format!("{endpoint}: {}", s.message()))
+}
+
+/// The leader's endpoint, as any reachable node knows it.
+async fn leader_endpoint(endpoints: &[String]) -> Result<String, String> {
+    crate::bench::find_leader(endpoints).await
+}
+
+fn status_json(s: &StatusResponse) -> serde_json::Value {
+    json!({
+        "node_id": s.node_id, "address": s.address, "state": s.state, "term": s.current_term,
+        "leader_id": s.has_leader.then_some(s.leader_id), "last_log_index": s.last_log_index,
+        "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
+        "purged_index": s.purged_index, "healthy": s.healthy, "unhealthy_reason": s.unhealthy_reason,
+        "state_digest": hex(&s.state_digest), "digest_applied_index": s.digest_applied_index,
+        "audit_chain": hex(&s.audit_chain),
+    })
+}
+
+pub async fn status(endpoints: &[String], json_out: bool) -> Result<(), String> {
+    let mut rows = Vec::new();
+    for endpoint in endpoints {
+        rows.push((endpoint.clone(), status_of(endpoint).await));
+    }
+    let leader_last = rows
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .find(|s| s.state == "Leader")
+        .map(|s| s.last_log_index);
+    if json_out {
+        let nodes: Vec<_> = rows
+            .iter()
+            .map(|(e, s)| match s {
+                Ok(s) => {
+                    let mut v = status_json(s);
+                    v["lag"] = json!(leader_last.map(|l| l.saturating_sub(s.applied_index)));
+                    v
+                }
+                Err(e2) => json!({"endpoint": e, "error": e2}),
+            })
+            .collect();
+        println!("{}", json!({ "nodes": nodes }));
+    } else {
+        println!(
+            "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6} {:<8}",
+            "node", "address", "role", "term", "last_log", "applied", "lag", "healthy"
+        );
+        for (endpoint, s) in &rows {
+            match s {
+                Ok(s) => println!(
+                    "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6} {:<8}",
+                    s.node_id,
+                    s.address,
+                    s.state,
+                    s.current_term,
+                    s.last_log_index,
+                    s.applied_index,
+                    leader_last
+                        .map(|l| l.saturating_sub(s.applied_index).to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    if s.healthy {
+                        "yes".to_string()
+                    } else {
+                        format!("no: {}", s.unhealthy_reason)
+                    }
+                ),
+                Err(e) => println!("{:<5} {endpoint:<22} unreachable: {e}", "?"),
+            }
+        }
+    }
+    if rows.iter().all(|(_, s)| s.is_err()) {
+        return Err("no node answered".into());
+    }
+    Ok(())
+}
+
+pub async fn members(endpoints: &[String], json_out: bool) -> Result<(), String> {
+    let leader = leader_endpoint(endpoints).await?;
+    let s = status_of(&leader).await?;
+    let m = s.membership.unwrap_or_default();
+    if json_out {
+        let list = |v: &[ledger_client::proto::admin::Member]| -> Vec<serde_json::Value> {
+            v.iter()
+                .map(|m| json!({"node_id": m.node_id, "address": m.address}))
+                .collect()
+        };
+        println!(
+            "{}",
+            json!({"voters": list(&m.voters), "learners": list(&m.learners), "leader_id": s.leader_id})
+        );
+    } else {
+        for (role, list) in [("voter", &m.voters), ("learner", &m.learners)] {
+            for member in list {
+                let leader = if member.node_id == s.leader_id {
+                    " (leader)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<5} {:<8} {}{leader}",
+                    member.node_id, role, member.address
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn add_learner(
+    endpoints: &[String],
+    node_id: u64,
+    address: String,
+    json_out: bool,
+) -> Result<(), String> {
+    let leader = leader_endpoint(endpoints).await?;
+    let r = admin(&leader)
+        .await?
+        .add_learner(AddLearnerRequest {
+            node_id,
+            address,
+            blocking: true,
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    if json_out {
+        println!("{}", json!({"log_index": r.log_index}));
+    } else {
+        println!(
+            "node {node_id} added as a learner and caught up (log index {})",
+            r.log_index
+        );
+    }
+    Ok(())
+}
+
+/// Sets the voters to the current ones plus `add`, minus `remove`.
+pub async fn change_voters(
+    endpoints: &[String],
+    add: Option<u64>,
+    remove: Option<u64>,
+    json_out: bool,
+) -> Result<(), String> {
+    let leader = leader_endpoint(endpoints).await?;
+    let s = status_of(&leader).await?;
+    let mut voters: Vec<u64> = s
+        .membership
+        .unwrap_or_default()
+        .voters
+        .iter()
+        .map(|m| m.node_id)
+        .collect();
+    if let Some(id) = add {
+        if !voters.contains(&id) {
+            voters.push(id);
+        }
+    }
+    if let Some(id) = remove {
+        voters.retain(|v| *v != id);
+    }
+    let r = admin(&leader)
+        .await?
+        .change_membership(ChangeMembershipRequest {
+            voter_ids: voters.clone(),
+            retain: false,
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    if json_out {
+        println!("{}", json!({"voters": voters, "log_index": r.log_index}));
+    } else {
+        println!("voters are now {voters:?} (log index {})", r.log_index);
+    }
+    Ok(())
+}
+
+/// Checks the invariants on every node and that nodes at the same applied index agree.
+pub async fn verify(endpoints: &[String], json_out: bool) -> Result<(), String> {
+    let mut reports = Vec::new();
+    for endpoint in endpoints {
+        let r = admin(endpoint)
+            .await?
+            .verify(VerifyRequest {})
+            .await
+            .map_err(|s| format!("{endpoint}: {}", s.message()))?
+            .into_inner();
+        reports.push((endpoint.clone(), r));
+    }
+    let mut problems: Vec<String> = Vec::new();
+    for (endpoint, r) in &reports {
+        for v in &r.violations {
+            problems.push(format!("{endpoint}: {v}"));
+        }
+    }
+    for pair in reports.windows(2) {
+        let ((ea, a), (eb, b)) = (&pair[0], &pair[1]);
+        if a.applied_index == b.applied_index && a.state_digest != b.state_digest {
+            problems.push(format!(
+                "{ea} and {eb} differ at applied index {}",
+                a.applied_index
+            ));
+        }
+    }
+    if json_out {
+        let nodes: Vec<_> = reports
+            .iter()
+            .map(|(e, r)| json!({"endpoint": e, "ok": r.ok, "applied_index": r.applied_index, "state_digest": hex(&r.state_digest), "accounts": r.accounts, "transfers": r.transfers, "bets": r.bets}))
+            .collect();
+        println!(
+            "{}",
+            json!({"ok": problems.is_empty(), "nodes": nodes, "problems": problems})
+        );
+    } else {
+        for (e, r) in &reports {
+            println!(
+                "{e}: applied {} digest {} accounts {} transfers {} bets {} {}",
+                r.applied_index,
+                hex(&r.state_digest),
+                r.accounts,
+                r.transfers,
+                r.bets,
+                if r.ok { "ok" } else { "VIOLATIONS" }
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
