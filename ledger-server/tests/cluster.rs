@@ -244,3 +244,46 @@ async fn a_full_restart_keeps_state_and_digest() {
         .expect("write after restart");
     assert_eq!(r.results, vec![CREATED]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_transfer_writes_share_raft_entries() {
+    let h = Harness::start(3, &[]);
+    let leader = h.leader().await;
+    let mut client = h.ledger(leader).await;
+    create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
+    let endpoint = h.endpoint(leader);
+    let mut writers = Vec::new();
+    for w in 0..64u128 {
+        let endpoint = endpoint.clone();
+        writers.push(tokio::spawn(async move {
+            let mut c = pb::ledger_client::LedgerClient::connect(endpoint)
+                .await
+                .unwrap();
+            let mut shared = Vec::new();
+            for i in 0..10u128 {
+                let r = create_transfers(&mut c, vec![transfer(w * 1_000 + i + 1, 1, 2, 1)])
+                    .await
+                    .expect("write");
+                assert_eq!(r.results, vec![CREATED]);
+                shared.push((r.log_index, r.batch_requests));
+            }
+            shared
+        }));
+    }
+    let mut entries = BTreeSet::new();
+    let mut most_shared = 0;
+    for w in writers {
+        for (index, requests) in w.await.unwrap() {
+            entries.insert(index);
+            most_shared = most_shared.max(requests);
+        }
+    }
+    // 640 requests; group commit must have put many of them into the same entries.
+    assert!(most_shared > 1, "no entry carried more than one request");
+    assert!(entries.len() < 640, "every request took its own entry");
+    let accounts = lookup_accounts(&mut client, &[2], pb::ReadConsistency::Linearizable).await;
+    assert_eq!(
+        u128::from(accounts.accounts[0].credits_posted.unwrap()),
+        640
+    );
+}

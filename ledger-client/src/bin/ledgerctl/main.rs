@@ -9,6 +9,7 @@ use ledger_client::local_cluster::{LocalCluster, NodeOptions};
 
 mod bench;
 mod cluster;
+mod failover;
 
 /// How long `local up` waits for every node to be ready.
 const LOCAL_UP_READY_TIMEOUT_MS: u64 = 30_000;
@@ -106,6 +107,13 @@ enum LocalCommands {
         /// The ledger-server binary (default: next to this ledgerctl).
         #[arg(long)]
         server: Option<PathBuf>,
+    },
+    /// SIGKILL the leader, time until a write succeeds again, restart it; repeat.
+    Failover {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        trials: u32,
     },
     /// Stop the cluster started in DIR.
     Down {
@@ -259,6 +267,14 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
             }
             cluster.detach();
             Ok(())
+        }
+        LocalCommands::Failover { dir, trials } => {
+            if trials == 0 {
+                return Err("--trials must be 1 or more".into());
+            }
+            tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())?
+                .block_on(failover::run(&dir, trials, json))
         }
         LocalCommands::Down { dir } => {
             let mut cluster = LocalCluster::load(&dir).map_err(|e| e.to_string())?;

@@ -1,0 +1,111 @@
+//! `ledgerctl local failover`: SIGKILL the leader of a local cluster and time how long until a
+//! write succeeds again, over several trials (the killed node is restarted between trials).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ledger_client::local_cluster::LocalCluster;
+use ledger_client::proto::ledger as pb;
+use ledger_client::proto::ledger::ledger_client::LedgerClient;
+
+/// Give up on one trial after this long without a successful write.
+const FAILOVER_TRIAL_TIMEOUT_MS: u64 = 30_000;
+const PROBE_ACCOUNT_A: u128 = u128::MAX - 100;
+const PROBE_ACCOUNT_B: u128 = u128::MAX - 101;
+
+async fn try_write(endpoints: &[String], id: u128) -> bool {
+    let transfer = pb::Transfer {
+        id: Some(id.into()),
+        debit_account_id: Some(PROBE_ACCOUNT_A.into()),
+        credit_account_id: Some(PROBE_ACCOUNT_B.into()),
+        amount: Some(1u128.into()),
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    };
+    for endpoint in endpoints {
+        let Ok(mut client) = LedgerClient::connect(endpoint.clone()).await else {
+            continue;
+        };
+        let request = pb::CreateTransfersRequest {
+            transfers: vec![transfer],
+            request_id: String::new(),
+        };
+        if let Ok(r) = client.create_transfers(request).await {
+            // created or exists: the write is durable on a quorum.
+            if matches!(r.into_inner().results.as_slice(), [0] | [33]) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+pub async fn run(dir: &Path, trials: u32, json_out: bool) -> Result<(), String> {
+    let mut cluster = LocalCluster::load(dir).map_err(|e| e.to_string())?;
+    let endpoints = cluster.endpoints();
+    let account = |id: u128| pb::Account {
+        id: Some(id.into()),
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    };
+    let leader = crate::bench::find_leader(&endpoints).await?;
+    let mut client = LedgerClient::connect(leader.clone())
+        .await
+        .map_err(|e| format!("{leader}: {e}"))?;
+    client
+        .create_accounts(pb::CreateAccountsRequest {
+            accounts: vec![account(PROBE_ACCOUNT_A), account(PROBE_ACCOUNT_B)],
+            request_id: String::new(),
+        })
+        .await
+        .map_err(|s| s.message().to_string())?;
+    let mut samples = Vec::new();
+    let mut next_id = u128::from(std::process::id()) << 64;
+    for _ in 0..trials {
+        let leader = crate::bench::find_leader(&endpoints).await?;
+        let node = cluster
+            .nodes
+            .iter()
+            .find(|n| {
+                n.addrs
+                    .is_some_and(|a| leader.ends_with(&a.grpc.to_string()))
+            })
+            .map(|n| n.id)
+            .ok_or_else(|| format!("leader {leader} is not a node of {}", dir.display()))?;
+        cluster.kill(node).map_err(|e| e.to_string())?;
+        let killed = Instant::now();
+        loop {
+            next_id += 1;
+            if try_write(&endpoints, next_id).await {
+                break;
+            }
+            if killed.elapsed() > Duration::from_millis(FAILOVER_TRIAL_TIMEOUT_MS) {
+                return Err("no write succeeded within 30 s of killing the leader".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples.push(killed.elapsed().as_secs_f64() * 1000.0);
+        cluster.restart(node).map_err(|e| e.to_string())?;
+        // Let the restarted node catch up before the next trial.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    cluster.detach();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let median = samples[samples.len() / 2];
+    if json_out {
+        println!(
+            "{}",
+            serde_json::json!({"trials": samples.len(), "median_ms": median, "samples_ms": samples})
+        );
+    } else {
+        println!(
+            "failover over {} trials: median {median:.0} ms, min {:.0} ms, max {:.0} ms",
+            samples.len(),
+            samples[0],
+            samples[samples.len() - 1]
+        );
+    }
+    Ok(())
+}
