@@ -79,6 +79,10 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub block_cache_mb: usize,
 
+    /// Allow the admin API to inject network partitions (testing and chaos runs only).
+    #[arg(long)]
+    pub fault_injection: bool,
+
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -113,6 +117,7 @@ pub struct NodeConfig {
     pub init_members: Option<Vec<(u64, String)>>,
     pub snapshot_logs: u64,
     pub block_cache_mb: usize,
+    pub fault_injection: bool,
 }
 
 impl NodeConfig {
@@ -165,6 +170,7 @@ impl NodeConfig {
             init_members,
             snapshot_logs: args.snapshot_logs,
             block_cache_mb: args.block_cache_mb,
+            fault_injection: args.fault_injection,
         })
     }
 }

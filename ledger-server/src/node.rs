@@ -59,6 +59,8 @@ pub struct Node {
     pub db: Arc<DB>,
     pub committer: GroupCommitter,
     pub health: Arc<Health>,
+    /// Peers whose Raft RPCs are refused (fault injection; empty unless a test sets it).
+    pub blocked_peers: crate::grpc::raft_service::BlockedPeers,
 }
 
 impl Node {
@@ -262,6 +264,7 @@ pub async fn start(
         db,
         committer,
         health,
+        blocked_peers: Default::default(),
     });
 
     let (stop, stopped) = watch::channel(false);

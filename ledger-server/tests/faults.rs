@@ -236,3 +236,127 @@ async fn a_leader_without_its_quorum_fails_writes_fast_and_the_cluster_converges
         assert!(v.ok, "node {id}: {:?}", v.violations);
     }
 }
+
+async fn partition(h: &Harness, node: u64, blocked: &[u64]) {
+    h.admin(node)
+        .await
+        .inject_partition(ledger_client::proto::admin::PartitionRequest {
+            blocked_node_ids: blocked.to_vec(),
+        })
+        .await
+        .expect("inject partition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_cannot_commit_the_majority_can_and_replicas_converge_after_healing() {
+    let h = Harness::start(3, &["--fault-injection"]);
+    let leader = h.leader().await;
+    let mut old = h.ledger(leader).await;
+    create_accounts(&mut old, vec![account(1, 0), account(2, 0)]).await;
+    let r = create_transfers(&mut old, vec![transfer(1, 1, 2, 1)])
+        .await
+        .expect("write");
+    assert_eq!(r.results, vec![CREATED]);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    // Cut the leader off from both followers, in both directions; both sides keep running.
+    partition(&h, leader, &others).await;
+    for other in &others {
+        partition(&h, *other, &[leader]).await;
+    }
+
+    // The minority side (the old leader) cannot commit; the write ends within its deadline.
+    let started = Instant::now();
+    let status = create_transfers(&mut old, vec![transfer(2, 1, 2, 1)])
+        .await
+        .expect_err("a minority cannot commit");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
+        ),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // The majority side elects a leader of its own and commits.
+    let new_leader = h.leader_among(&others, Duration::from_secs(20)).await;
+    let mut new = h.ledger(new_leader).await;
+    let r = create_transfers(&mut new, vec![transfer(3, 1, 2, 1)])
+        .await
+        .expect("majority commits");
+    assert_eq!(r.results, vec![CREATED]);
+
+    // Heal: the old leader steps down and catches up; everybody agrees.
+    for id in 1..=3 {
+        partition(&h, id, &[]).await;
+    }
+    converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
+    let leader = h.leader().await;
+    let mut client = h.ledger(leader).await;
+    // The minority's write was never committed or is kept at most once: resubmitting settles it.
+    let r = create_transfers(&mut client, vec![transfer(2, 1, 2, 1)])
+        .await
+        .expect("resubmit");
+    assert!(
+        r.results == vec![CREATED] || r.results == vec![EXISTS],
+        "{:?}",
+        r.results
+    );
+    converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
+    for id in 1..=3 {
+        let mut c = h.ledger(id).await;
+        let accounts = lookup_accounts(&mut c, &[2], pb::ReadConsistency::Stale).await;
+        assert_eq!(
+            u128::from(accounts.accounts[0].credits_posted.unwrap()),
+            3,
+            "node {id}"
+        );
+        let v = h.verify(id).await;
+        assert!(v.ok, "node {id}: {:?}", v.violations);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_is_refused_unless_enabled() {
+    let h = Harness::start(1, &[]);
+    let status = h
+        .admin(1)
+        .await
+        .inject_partition(ledger_client::proto::admin::PartitionRequest {
+            blocked_node_ids: vec![2],
+        })
+        .await
+        .expect_err("disabled by default");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_another_node_is_refused() {
+    let mut h = Harness::start(1, &[]);
+    h.cluster.signal(1, "TERM").expect("stop");
+    let data_dir = h.cluster.node(1).data_dir.clone();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ledger-server"))
+        .args([
+            "--node-id",
+            "2",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .output()
+        .expect("run ledger-server");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("belongs to node 1"), "{stderr}");
+    // The rightful owner still starts on it.
+    h.cluster.restart(1).expect("restart node 1");
+    h.cluster.wait_ready(READY_TIMEOUT).expect("ready");
+}

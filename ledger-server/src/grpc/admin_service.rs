@@ -237,4 +237,22 @@ impl Admin for AdminService {
         .map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
         Ok(Response::new(response))
     }
+
+    async fn inject_partition(
+        &self,
+        request: Request<pb::PartitionRequest>,
+    ) -> Result<Response<pb::PartitionResponse>, Status> {
+        if !self.node.config.fault_injection {
+            return Err(Status::failed_precondition(
+                "LEDGER_FAULT_INJECTION_DISABLED: start the node with --fault-injection",
+            ));
+        }
+        let blocked: BTreeSet<u64> = request.into_inner().blocked_node_ids.into_iter().collect();
+        tracing::warn!(
+            ?blocked,
+            "injected partition: refusing Raft RPCs from these nodes"
+        );
+        *self.node.blocked_peers.write().expect("blocked peers lock") = blocked;
+        Ok(Response::new(pb::PartitionResponse {}))
+    }
 }

@@ -24,7 +24,12 @@ pub fn router(node: Arc<Node>, client_message_bytes_max: usize) -> Router {
         .max_decoding_message_size(client_message_bytes_max)
         .max_encoding_message_size(client_message_bytes_max);
     let admin = AdminServer::new(admin_service::AdminService::new(node.clone()));
-    let raft = raft_server(node.raft.clone(), node.config.cluster.clone());
+    let raft = RaftServer::new(
+        raft_service::RaftService::new(node.raft.clone(), node.config.cluster.clone())
+            .with_blocked_peers(node.blocked_peers.clone()),
+    )
+    .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     Server::builder()
         .add_service(ledger)
         .add_service(admin)

@@ -25,7 +25,12 @@ use crate::raft::network::{seal, unseal, PayloadError};
 pub struct RaftService<C: RaftTypeConfig> {
     raft: Raft<C>,
     cluster_name: String,
+    blocked: BlockedPeers,
 }
+
+/// Peers whose Raft RPCs this node refuses: an injected network partition, set through the
+/// admin API only when the node runs with `--fault-injection` (tests and chaos runs).
+pub type BlockedPeers = std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<u64>>>;
 
 impl<C> RaftService<C>
 where
@@ -36,7 +41,14 @@ where
         Self {
             raft,
             cluster_name: cluster_name.into(),
+            blocked: BlockedPeers::default(),
         }
+    }
+
+    /// Refuses RPCs from the peers in `blocked` (see [`BlockedPeers`]).
+    pub fn with_blocked_peers(mut self, blocked: BlockedPeers) -> Self {
+        self.blocked = blocked;
+        self
     }
 
     /// Checks and decodes a request; see the module header for the order of the checks.
@@ -57,6 +69,17 @@ where
                 "LEDGER_WRONG_CLUSTER: {rpc} from node {} of cluster '{}'; this node belongs to \
                  cluster '{}'",
                 request.from_node_id, request.cluster_name, self.cluster_name
+            )));
+        }
+        if self
+            .blocked
+            .read()
+            .expect("blocked peers lock")
+            .contains(&request.from_node_id)
+        {
+            return Err(Status::unavailable(format!(
+                "LEDGER_PARTITIONED: {rpc} from node {} dropped by an injected partition",
+                request.from_node_id
             )));
         }
         unseal(&request.payload, request.crc32).map_err(|e| match e {
