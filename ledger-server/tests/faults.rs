@@ -360,3 +360,30 @@ async fn a_data_directory_of_another_node_is_refused() {
     h.cluster.restart(1).expect("restart node 1");
     h.cluster.wait_ready(READY_TIMEOUT).expect("ready");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_rpcs_from_a_node_that_is_not_a_member_are_refused() {
+    let h = Harness::start(1, &[]);
+    let mut raft = ledger_client::proto::raft::raft_client::RaftClient::connect(h.endpoint(1))
+        .await
+        .unwrap();
+    let request = |from| ledger_client::proto::raft::RaftRequest {
+        cluster_name: "ledger".into(),
+        from_node_id: from,
+        payload: vec![1, 2, 3],
+        crc32: 0,
+    };
+    let refused = raft
+        .vote(request(99))
+        .await
+        .expect_err("node 99 is not a member");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(
+        refused.message().starts_with("LEDGER_NOT_A_MEMBER"),
+        "{}",
+        refused.message()
+    );
+    // A member gets past that check (and is then stopped by the damaged payload).
+    let damaged = raft.vote(request(1)).await.expect_err("bad crc");
+    assert_eq!(damaged.code(), tonic::Code::DataLoss);
+}

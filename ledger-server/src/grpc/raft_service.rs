@@ -71,6 +71,25 @@ where
                 request.from_node_id, request.cluster_name, self.cluster_name
             )));
         }
+        // Only members may speak Raft to a member. A node with no membership yet (new or
+        // wiped, waiting to be added) accepts the leader that adds it.
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let mut members = membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .peekable();
+        if members.peek().is_some() && !members.any(|id| id == request.from_node_id) {
+            tracing::warn!(
+                rpc,
+                from = request.from_node_id,
+                "refused a Raft RPC from a non-member"
+            );
+            return Err(Status::permission_denied(format!(
+                "LEDGER_NOT_A_MEMBER: {rpc} from node {}, which is not a member of this cluster",
+                request.from_node_id
+            )));
+        }
         if self
             .blocked
             .read()
