@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::config::{
     NodeConfig, CLIENT_MESSAGE_BYTES_MAX, ELECTION_TIMEOUT_MS_MAX, ELECTION_TIMEOUT_MS_MIN,
@@ -272,7 +273,13 @@ pub async fn start(
     let grpc = crate::grpc::router(node.clone(), CLIENT_MESSAGE_BYTES_MAX);
     let mut grpc_stop = stopped.clone();
     servers.push(tokio::spawn(async move {
-        let incoming = TcpListenerStream::new(grpc_listener);
+        // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (~40 ms).
+        let incoming = TcpListenerStream::new(grpc_listener).map(|stream| {
+            if let Ok(stream) = &stream {
+                let _ = stream.set_nodelay(true);
+            }
+            stream
+        });
         let shutdown = async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         };
