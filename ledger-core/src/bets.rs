@@ -529,53 +529,28 @@ impl<S: Store> Engine<'_, S> {
     }
 }
 
-impl EventResult for MarketResult {
-    fn succeeded(self) -> bool {
-        matches!(self, MarketResult::Created | MarketResult::Exists)
-    }
-    fn code(self) -> u32 {
-        MarketResult::code(self)
-    }
-    fn is_transient(self) -> bool {
-        self.transient()
-    }
+/// Implements [`EventResult`] for a result enum whose success codes are `$ok`.
+macro_rules! event_result {
+    ($result:ident, transient: $transient:expr, ok: $($ok:ident)|+) => {
+        impl EventResult for $result {
+            fn succeeded(self) -> bool {
+                matches!(self, $($result::$ok)|+)
+            }
+            fn code(self) -> u32 {
+                $result::code(self)
+            }
+            fn is_transient(self) -> bool {
+                $transient(self)
+            }
+        }
+    };
 }
 
-impl EventResult for BetResult {
-    fn succeeded(self) -> bool {
-        matches!(self, BetResult::Created | BetResult::Exists)
-    }
-    fn code(self) -> u32 {
-        BetResult::code(self)
-    }
-    fn is_transient(self) -> bool {
-        self.transient()
-    }
-}
-
-impl EventResult for SettlementResult {
-    fn succeeded(self) -> bool {
-        matches!(self, SettlementResult::Created | SettlementResult::Exists)
-    }
-    fn code(self) -> u32 {
-        SettlementResult::code(self)
-    }
-    fn is_transient(self) -> bool {
-        self.transient()
-    }
-}
-
-impl EventResult for BetActionResult {
-    fn succeeded(self) -> bool {
-        matches!(self, BetActionResult::Applied | BetActionResult::Exists)
-    }
-    fn code(self) -> u32 {
-        BetActionResult::code(self)
-    }
-    fn is_transient(self) -> bool {
-        false
-    }
-}
+event_result!(MarketResult, transient: MarketResult::transient, ok: Created | Exists);
+event_result!(BetResult, transient: BetResult::transient, ok: Created | Exists);
+event_result!(SettlementResult, transient: SettlementResult::transient, ok: Created | Exists);
+// Bet actions are idempotent per bet, not per id: no failure is remembered.
+event_result!(BetActionResult, transient: |_| false, ok: Applied | Exists);
 
 impl EventId for NewMarket {
     fn event_id(&self) -> Option<(ObjectKind, u128)> {

@@ -45,6 +45,20 @@ fn membership_to_pb(m: &StoredMembership) -> pb::Membership {
     out
 }
 
+/// Describes the membership a change produced.
+fn membership_response(
+    response: &openraft::raft::ClientWriteResponse<crate::raft::types::TypeConfig>,
+) -> pb::MembershipResponse {
+    let membership = response.membership.clone().unwrap_or_default();
+    pb::MembershipResponse {
+        log_index: response.log_id.index,
+        membership: Some(membership_to_pb(&StoredMembership::new(
+            Some(response.log_id),
+            membership,
+        ))),
+    }
+}
+
 fn check_address(address: &str) -> Result<(), Status> {
     match address.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
@@ -105,14 +119,7 @@ impl Admin for AdminService {
             .add_learner(r.node_id, BasicNode { addr: r.address }, r.blocking)
             .await
             .map_err(|e| to_status(NodeError::from_write(e)))?;
-        let membership = response.membership.clone().unwrap_or_default();
-        Ok(Response::new(pb::MembershipResponse {
-            log_index: response.log_id.index,
-            membership: Some(membership_to_pb(&StoredMembership::new(
-                Some(response.log_id),
-                membership,
-            ))),
-        }))
+        Ok(Response::new(membership_response(&response)))
     }
 
     async fn change_membership(
@@ -134,14 +141,7 @@ impl Admin for AdminService {
             .change_membership(voters, r.retain)
             .await
             .map_err(|e| to_status(NodeError::from_write(e)))?;
-        let membership = response.membership.clone().unwrap_or_default();
-        Ok(Response::new(pb::MembershipResponse {
-            log_index: response.log_id.index,
-            membership: Some(membership_to_pb(&StoredMembership::new(
-                Some(response.log_id),
-                membership,
-            ))),
-        }))
+        Ok(Response::new(membership_response(&response)))
     }
 
     async fn status(
