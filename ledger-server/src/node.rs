@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use openraft::{BasicNode, SnapshotPolicy};
 use rocksdb::DB;
@@ -322,13 +321,4 @@ fn write_addrs(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> Result<(), Sta
     let tmp = dir.join("addrs.json.tmp");
     std::fs::write(&tmp, body).map_err(err)?;
     std::fs::rename(&tmp, dir.join("addrs.json")).map_err(err)
-}
-
-/// Waits until some node is known as leader, or `timeout` passes.
-pub async fn wait_for_leader(raft: &Raft, timeout: Duration) -> Option<u64> {
-    raft.wait(Some(timeout))
-        .metrics(|m| m.current_leader.is_some(), "a leader is known")
-        .await
-        .ok()
-        .and_then(|m| m.current_leader)
 }

@@ -57,11 +57,6 @@ impl<'a> StateView<'a> {
         self.error.borrow().clone()
     }
 
-    /// Returns the number of records written through the view.
-    pub fn pending_writes(&self) -> usize {
-        self.overlay.len()
-    }
-
     /// Turns the writes into a batch (to which the caller adds its own bookkeeping).
     pub fn into_write_batch(self) -> Result<WriteBatch, StateStoreError> {
         if let Some(error) = self.error.into_inner() {
