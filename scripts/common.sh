@@ -4,7 +4,9 @@ set -euo pipefail
 
 ensure_system_packages() {
     # librocksdb-sys generates its bindings with bindgen, which needs libclang.
-    if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
+    # libclang-cpp (present on some machines without libclang) does not count.
+    if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null \
+        && ! compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null; then
         echo "installing libclang-dev (needed to build RocksDB bindings)" >&2
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null

@@ -1,5 +1,15 @@
 //! ledger-client: the async client of Ledger, the shared gRPC types, and the `ledgerctl` CLI.
+//!
+//! - [`LedgerClient`] (`client/`): leader routing, safe retries, automatic batching, typed
+//!   results. Start there.
+//! - [`proto`]: the generated gRPC types and services (`proto/*.proto`).
+//! - [`convert`]: ledger-core types to and from the wire types.
+//! - [`local_cluster`]: starts real `ledger-server` processes on loopback (`ledgerctl local`,
+//!   tests).
 
+pub mod client;
 pub mod convert;
 pub mod local_cluster;
 pub mod proto;
+
+pub use client::{BatchStats, ClientConfig, Error, LedgerClient, WriteResult};

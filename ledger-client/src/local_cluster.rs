@@ -54,6 +54,8 @@ pub struct NodeOptions {
     pub extra_args: Vec<String>,
     /// Fixed ports: node i gets gRPC `base + 2(i-1)` and HTTP `base + 2(i-1) + 1`.
     pub base_port: Option<u16>,
+    /// Extra arguments for one node only (the partition harness's `--route`s).
+    pub node_args: std::collections::BTreeMap<u64, Vec<String>>,
 }
 
 impl Default for NodeOptions {
@@ -62,6 +64,7 @@ impl Default for NodeOptions {
             cluster: "ledger".into(),
             extra_args: Vec::new(),
             base_port: None,
+            node_args: Default::default(),
         }
     }
 }
@@ -212,6 +215,7 @@ impl LocalCluster {
             .arg("--http-addr")
             .arg(&http)
             .args(&self.options.extra_args)
+            .args(self.options.node_args.get(&id).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
@@ -391,4 +395,60 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())?;
     Some((code, body))
+}
+
+/// A one-node cluster in a temporary folder, for the runnable examples of the documentation
+/// (`cargo test --doc`, after `cargo build` has built `ledger-server`). Stopped and removed on
+/// drop.
+#[doc(hidden)]
+pub struct ExampleCluster {
+    cluster: Option<LocalCluster>,
+    dir: PathBuf,
+}
+
+impl ExampleCluster {
+    /// Finds `ledger-server` in the target directory (`$CARGO_TARGET_DIR` or the workspace's
+    /// `target/`) and starts one node with it.
+    pub fn start() -> Result<Self, LocalClusterError> {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        let binary = ["debug", "release"]
+            .iter()
+            .map(|profile| target.join(profile).join("ledger-server"))
+            .find(|path| path.exists())
+            .ok_or_else(|| {
+                LocalClusterError::Layout(format!(
+                    "no ledger-server under {}; run `cargo build --workspace` first",
+                    target.display()
+                ))
+            })?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("ledger-example-{}-{nanos}", std::process::id()));
+        let cluster = LocalCluster::start(&binary, &dir, 1, NodeOptions::default())?;
+        cluster.wait_ready(Duration::from_millis(NODE_START_TIMEOUT_MS))?;
+        Ok(ExampleCluster {
+            cluster: Some(cluster),
+            dir,
+        })
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.cluster
+            .as_ref()
+            .map(LocalCluster::endpoints)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ExampleCluster {
+    fn drop(&mut self) {
+        drop(self.cluster.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

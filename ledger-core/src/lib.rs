@@ -25,6 +25,8 @@ mod create_transfer;
 pub mod digest;
 pub mod invariants;
 pub mod memory_store;
+#[cfg(feature = "negative-control")]
+pub mod negative_control;
 pub mod query;
 pub mod result;
 pub mod state_machine;

@@ -109,6 +109,26 @@ pub fn lookup_settlements(store: &impl Store, ids: &[u128]) -> Vec<Settlement> {
     })
 }
 
+/// Returns accounts in id order, starting after `after_id`, at most `limit` (0: the maximum):
+/// the pages of `ledgerctl account list`.
+pub fn list_accounts(store: &impl Store, after_id: u128, limit: u32) -> Vec<Account> {
+    let limit = match limit as usize {
+        0 => QUERY_RESULTS_MAX,
+        n => n.min(QUERY_RESULTS_MAX),
+    };
+    let Some(first) = after_id.checked_add(1) else {
+        return Vec::new();
+    };
+    store
+        .scan(&Key::Account(first), &Key::Account(u128::MAX), false, limit)
+        .into_iter()
+        .filter_map(|(_, value)| match value {
+            Value::Account(a) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Returns what became of a pending transfer, if `id` names one.
 pub fn pending_status(store: &impl Store, id: u128) -> Option<PendingStatus> {
     match store.get(&Key::Pending(id)) {

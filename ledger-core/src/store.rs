@@ -68,7 +68,7 @@ impl Table {
     pub const fn ordered(self) -> bool {
         matches!(
             self,
-            Table::Expiries | Table::AccountEntries | Table::MarketBets
+            Table::Accounts | Table::Expiries | Table::AccountEntries | Table::MarketBets
         )
     }
 

@@ -198,3 +198,26 @@ fn result_codes_are_numbered_in_precedence_order() {
     assert!(TransferResult::ExceedsCredits.transient());
     assert!(!TransferResult::Exists.transient());
 }
+
+#[test]
+fn accounts_are_listed_in_id_order_by_pages() {
+    let mut l = Ledger::new();
+    let ids = [7u128, 3, 11, 5, 9];
+    let created = l.accounts(
+        ids.iter()
+            .map(|id| acct(*id, AccountFlags::default()))
+            .collect(),
+    );
+    assert!(created.iter().all(|r| *r == AccountResult::Created));
+    let page = |after: u128, limit: u32| -> Vec<u128> {
+        query::list_accounts(&l.store, after, limit)
+            .iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    assert_eq!(page(0, 0), vec![3, 5, 7, 9, 11]);
+    assert_eq!(page(0, 2), vec![3, 5]);
+    assert_eq!(page(5, 2), vec![7, 9]);
+    assert_eq!(page(11, 0), Vec::<u128>::new());
+    assert_eq!(page(u128::MAX, 0), Vec::<u128>::new());
+}

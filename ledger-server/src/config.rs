@@ -71,6 +71,11 @@ pub struct Args {
     #[arg(long = "peer", value_parser = parse_peer)]
     pub peers: Vec<(u64, String)>,
 
+    /// Reach node ID at HOST:PORT instead of the address in the membership (a proxy, a NAT).
+    /// The partition harness routes every node-to-node link through its own proxy this way.
+    #[arg(long = "route", value_parser = parse_peer)]
+    pub routes: Vec<(u64, String)>,
+
     /// Take a snapshot (and purge the log behind it) every this many applied entries.
     #[arg(long, default_value_t = 20_000)]
     pub snapshot_logs: u64,
@@ -82,6 +87,12 @@ pub struct Args {
     /// Allow the admin API to inject network partitions (testing and chaos runs only).
     #[arg(long)]
     pub fault_injection: bool,
+
+    /// Negative control of the partition harness: apply retried transfers again (breaks
+    /// exactly-once on purpose). Exists only in builds with the `negative-control` feature.
+    #[cfg(feature = "negative-control")]
+    #[arg(long, hide = true)]
+    pub unsafe_skip_idempotency: bool,
 
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
@@ -115,6 +126,8 @@ pub struct NodeConfig {
     pub advertise_addr: Option<String>,
     /// Initialize a cluster of these voters (including this node) if not initialized yet.
     pub init_members: Option<Vec<(u64, String)>>,
+    /// Addresses that override the membership's for reaching some peers.
+    pub routes: Vec<(u64, String)>,
     pub snapshot_logs: u64,
     pub block_cache_mb: usize,
     pub fault_injection: bool,
@@ -168,6 +181,7 @@ impl NodeConfig {
             http_addr,
             advertise_addr: args.advertise_addr.clone(),
             init_members,
+            routes: args.routes.clone(),
             snapshot_logs: args.snapshot_logs,
             block_cache_mb: args.block_cache_mb,
             fault_injection: args.fault_injection,

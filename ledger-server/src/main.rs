@@ -20,6 +20,11 @@ fn init_logging(format: LogFormat) {
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    #[cfg(feature = "negative-control")]
+    if args.unsafe_skip_idempotency {
+        tracing::warn!("negative control: retried transfers are applied again");
+        ledger_core::negative_control::skip_idempotency();
+    }
     let config = match NodeConfig::from_args(&args) {
         Ok(config) => config,
         Err(message) => {

@@ -222,7 +222,8 @@ pub async fn start(
     }
     .validate()
     .map_err(|e| StartError::Raft(e.to_string()))?;
-    let network = NetworkFactory::new(config.cluster.clone(), config.node_id);
+    let network = NetworkFactory::new(config.cluster.clone(), config.node_id)
+        .with_routes(config.routes.iter().cloned());
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod support;
+
 fn ledgerctl() -> PathBuf {
     let server = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
     let path = server.with_file_name("ledgerctl");
@@ -110,4 +112,215 @@ fn bad_input_gets_a_one_line_error_and_a_non_zero_exit() {
         .output()
         .unwrap();
     assert!(!output.status.success(), "an unreachable cluster must fail");
+}
+
+/// Runs ledgerctl against `endpoints`; returns (success, stdout, stderr).
+fn run_raw(args: &[&str], endpoints: &str) -> (bool, String, String) {
+    let output = Command::new(ledgerctl())
+        .args(args)
+        .env("LEDGER_ENDPOINTS", endpoints)
+        .output()
+        .expect("ledgerctl runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn data_commands_accounts_transfers_history_bets_and_the_example_program() {
+    let h = support::Harness::start(3, &[]);
+    let endpoints = h.cluster.endpoints().join(",");
+    let e = endpoints.as_str();
+    let ok = |args: &[&str]| -> serde_json::Value { run_json(args, Some(e)) };
+    let first_result =
+        |v: &serde_json::Value| v["results"][0]["result"].as_str().unwrap().to_string();
+
+    ok(&[
+        "account", "create", "--id", "1000001", "--ledger", "1", "--code", "1",
+    ]);
+    let player = ok(&[
+        "account",
+        "create",
+        "--id",
+        "1000002",
+        "--ledger",
+        "1",
+        "--code",
+        "1",
+        "--flags",
+        "debits_must_not_exceed_credits,history",
+    ]);
+    assert_eq!(first_result(&player), "created");
+    let t = [
+        "transfer", "create", "--id", "10", "--debit", "1000001", "--credit", "1000002",
+        "--amount", "100",
+    ];
+    assert_eq!(first_result(&ok(&t)), "created");
+    // Re-running a command is harmless: `exists`, exit 0.
+    assert_eq!(first_result(&ok(&t)), "exists");
+
+    // A business rejection: non-zero exit, one line naming the result code.
+    let (success, _, stderr) = run_raw(
+        &[
+            "transfer", "create", "--id", "11", "--debit", "1000002", "--credit", "1000001",
+            "--amount", "1000",
+        ],
+        e,
+    );
+    assert!(!success);
+    assert!(stderr.contains("exceeds_credits"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    // Two-phase: reserve 30, post 20 of it.
+    ok(&[
+        "transfer",
+        "create",
+        "--id",
+        "12",
+        "--debit",
+        "1000002",
+        "--credit",
+        "1000001",
+        "--amount",
+        "30",
+        "--pending",
+    ]);
+    assert_eq!(ok(&["transfer", "pending", "12"])["status"], "pending");
+    assert_eq!(
+        first_result(&ok(&[
+            "transfer",
+            "post",
+            "--id",
+            "13",
+            "--pending-id",
+            "12",
+            "--amount",
+            "20"
+        ])),
+        "created"
+    );
+    assert_eq!(ok(&["transfer", "pending", "12"])["status"], "posted");
+
+    // A linked batch from a file: the second fails, so neither applies.
+    let file = h.dir.path().join("chain.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\": 20, \"debit_account_id\": 1000001, \"credit_account_id\": 1000002, \"amount\": 5, \"ledger\": 1, \"code\": 1, \"flags\": [\"linked\"]}\n\
+         {\"id\": \"21\", \"debit_account_id\": 1000001, \"credit_account_id\": 999, \"amount\": 5, \"ledger\": 1, \"code\": 1}\n",
+    )
+    .unwrap();
+    let (success, stdout, _) =
+        run_raw(&["transfer", "create", "--file", file.to_str().unwrap()], e);
+    assert!(!success, "{stdout}");
+    assert!(
+        stdout.contains("transfer 20: linked_event_failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("transfer 21: credit_account_not_found"),
+        "{stdout}"
+    );
+
+    let got = ok(&["account", "get", "1000002"]);
+    assert_eq!(got["accounts"][0]["credits_posted"], "100");
+    assert_eq!(got["accounts"][0]["debits_posted"], "20");
+    let listed = ok(&["account", "list", "--after", "1000000"]);
+    assert_eq!(listed["accounts"].as_array().unwrap().len(), 2, "{listed}");
+    let history = ok(&["history", "1000002"]);
+    let ids: Vec<&str> = history["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["10", "12", "13"]);
+    let balances = ok(&[
+        "history",
+        "1000002",
+        "--balances",
+        "--reverse",
+        "--limit",
+        "1",
+    ]);
+    assert_eq!(balances["balances"][0]["debits_posted"], "20");
+
+    // A market, a bet on it, the settlement.
+    ok(&[
+        "market",
+        "create",
+        "--id",
+        "500",
+        "--house",
+        "1000001",
+        "--liability-limit",
+        "100000",
+    ]);
+    let placed = ok(&[
+        "bet",
+        "place",
+        "--id",
+        "600",
+        "--player",
+        "1000002",
+        "--market",
+        "500",
+        "--selection",
+        "1",
+        "--stake",
+        "10",
+        "--odds",
+        "2.5",
+    ]);
+    assert_eq!(first_result(&placed), "created");
+    assert_eq!(ok(&["bet", "get", "600"])["bets"][0]["status"], "open");
+    assert_eq!(
+        first_result(&ok(&[
+            "market",
+            "settle",
+            "--id",
+            "700",
+            "--market",
+            "500",
+            "--winners",
+            "1"
+        ])),
+        "created"
+    );
+    let bet = ok(&["bet", "get", "600"]);
+    assert_eq!(bet["bets"][0]["status"], "won");
+    assert_eq!(bet["bets"][0]["potential_payout"], "25");
+    assert_eq!(
+        ok(&["market", "bets", "500"])["bets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        ok(&["market", "get", "500"])["markets"][0]["status"],
+        "settled"
+    );
+    let (success, _, stderr) = run_raw(&["bet", "void", "600"], e);
+    assert!(!success && stderr.starts_with("ledgerctl: "), "{stderr}");
+
+    // The example betting service runs against the same cluster.
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    let example = server.parent().unwrap().join("examples").join("betting");
+    assert!(
+        example.exists(),
+        "examples are built by `cargo test --workspace --all-targets`"
+    );
+    let output = Command::new(example)
+        .env("LEDGER_ENDPOINTS", e)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("settled: 10 bets won, 10 lost"), "{stdout}");
 }

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::error::NodeError;
 use crate::grpc::status::to_status;
 use crate::node::Node;
+use crate::raft::log_store::saved_committed_index;
 use crate::raft::state_machine::read_applied;
 use crate::raft::types::StoredMembership;
 use crate::storage::state_store::StateView;
@@ -151,17 +152,19 @@ impl Admin for AdminService {
         let m = self.node.raft.metrics().borrow().clone();
         let (leader_id, leader_address) = self.node.leader();
         let db = self.node.db.clone();
-        let (meta, applied) = tokio::task::spawn_blocking(move || {
+        let (meta, applied, committed) = tokio::task::spawn_blocking(move || {
+            let committed = saved_committed_index(&db);
             let point = db.snapshot();
             let mut options = ReadOptions::default();
             options.set_snapshot(&point);
             let applied = read_applied(&db, options);
             let view = StateView::at_snapshot(&db, &point);
-            (read_meta(&view), applied)
+            (read_meta(&view), applied, committed)
         })
         .await
         .map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
         let applied = applied.map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
+        let committed = committed.map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
         let problem = self.node.health.problem();
         let replication = m
             .replication
@@ -186,6 +189,8 @@ impl Admin for AdminService {
             leader_address: leader_address.unwrap_or_default(),
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            // Never behind what this node applied: applying requires the entry committed.
+            committed_index: committed.max(m.last_applied.map(|l| l.index).unwrap_or(0)),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             membership: Some(membership_to_pb(&m.membership_config)),

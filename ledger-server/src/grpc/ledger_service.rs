@@ -246,6 +246,23 @@ impl Ledger for LedgerService {
         }))
     }
 
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::AccountsResponse>, Status> {
+        let r = request.into_inner();
+        let after_id = u128_of(&r.after_id);
+        let (accounts, applied_index) = self
+            .read(r.consistency, move |v| {
+                query::list_accounts(v, after_id, r.limit)
+            })
+            .await?;
+        Ok(Response::new(pb::AccountsResponse {
+            accounts: accounts.iter().map(convert::account_to_pb).collect(),
+            applied_index,
+        }))
+    }
+
     async fn lookup_transfers(
         &self,
         request: Request<pb::LookupRequest>,

@@ -214,6 +214,26 @@ fn seal<T: Serialize>(value: &T) -> Result<Vec<u8>, LogStoreError> {
 }
 
 /// Checks a `[crc32][payload]` record and decodes its payload.
+/// The committed index as last saved (0 when none), for status reports. It may trail the
+/// leader's true commit by the entries committed since the last save.
+pub fn saved_committed_index(db: &DB) -> Result<u64, LogStoreError> {
+    let cf = db
+        .cf_handle(META_CF)
+        .ok_or(LogStoreError::MissingColumnFamily(META_CF))?;
+    let Some(record) = db
+        .get_pinned_cf(cf, COMMITTED_KEY)
+        .map_err(LogStoreError::Read)?
+    else {
+        return Ok(0);
+    };
+    let committed: Option<LogId<u64>> =
+        unseal(&record).map_err(|corruption| LogStoreError::CorruptMeta {
+            key: COMMITTED_KEY,
+            corruption,
+        })?;
+    Ok(committed.map(|l| l.index).unwrap_or(0))
+}
+
 fn unseal<T: DeserializeOwned>(record: &[u8]) -> Result<T, Corruption> {
     let Some((stored, payload)) = record.split_first_chunk::<CHECKSUM_BYTES>() else {
         return Err(Corruption::TooShort { len: record.len() });

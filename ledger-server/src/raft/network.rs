@@ -123,6 +123,8 @@ pub struct NetworkFactory<C> {
     cluster_name: String,
     node_id: NodeId,
     channels: Arc<Mutex<ChannelCache>>,
+    /// Peers reached at another address than their membership's (`--route`).
+    routes: Arc<HashMap<NodeId, String>>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -132,6 +134,7 @@ impl<C> Clone for NetworkFactory<C> {
             cluster_name: self.cluster_name.clone(),
             node_id: self.node_id,
             channels: self.channels.clone(),
+            routes: self.routes.clone(),
             _config: PhantomData,
         }
     }
@@ -154,8 +157,15 @@ impl<C> NetworkFactory<C> {
             cluster_name: cluster_name.into(),
             node_id,
             channels: Arc::new(Mutex::new(HashMap::new())),
+            routes: Arc::new(HashMap::new()),
             _config: PhantomData,
         }
+    }
+
+    /// Reaches the given peers at these addresses instead of their membership addresses.
+    pub fn with_routes(mut self, routes: impl IntoIterator<Item = (NodeId, String)>) -> Self {
+        self.routes = Arc::new(routes.into_iter().collect());
+        self
     }
 
     /// Returns how many peer channels are cached (one per peer that was ever contacted).
@@ -193,14 +203,15 @@ where
     type Network = PeerConnection<C>;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection<C> {
+        let addr = self.routes.get(&target).unwrap_or(&node.addr).clone();
         let client = self
-            .channel(target, &node.addr)
+            .channel(target, &addr)
             .map(|channel| {
                 RaftClient::new(channel)
                     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             })
-            .map_err(|e| format!("bad address '{}' of node {target}: {e}", node.addr));
+            .map_err(|e| format!("bad address '{addr}' of node {target}: {e}"));
         PeerConnection {
             cluster_name: self.cluster_name.clone(),
             from: self.node_id,

@@ -34,7 +34,8 @@ fn status_json(s: &StatusResponse) -> serde_json::Value {
     json!({
         "node_id": s.node_id, "address": s.address, "state": s.state, "term": s.current_term,
         "leader_id": s.has_leader.then_some(s.leader_id), "last_log_index": s.last_log_index,
-        "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
+        "committed_index": s.committed_index, "applied_index": s.applied_index,
+        "snapshot_index": s.snapshot_index,
         "purged_index": s.purged_index, "healthy": s.healthy, "unhealthy_reason": s.unhealthy_reason,
         "state_digest": hex(&s.state_digest), "digest_applied_index": s.digest_applied_index,
         "audit_chain": hex(&s.audit_chain),
@@ -45,6 +46,24 @@ pub async fn status(endpoints: &[String], json_out: bool) -> Result<(), String> 
     let mut rows = Vec::new();
     for endpoint in endpoints {
         rows.push((endpoint.clone(), status_of(endpoint).await));
+    }
+    // Members the endpoint list does not name (added later) are asked too.
+    let members: Vec<String> = rows
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok()?.membership.clone())
+        .flat_map(|m| m.voters.into_iter().chain(m.learners))
+        .map(|m| format!("http://{}", m.address))
+        .collect();
+    for endpoint in members {
+        let known = rows.iter().any(|(e, s)| {
+            e.trim_end_matches('/') == endpoint
+                || s.as_ref()
+                    .is_ok_and(|s| format!("http://{}", s.address) == endpoint)
+        });
+        if !known {
+            let status = status_of(&endpoint).await;
+            rows.push((endpoint, status));
+        }
     }
     let leader_last = rows
         .iter()
@@ -66,18 +85,19 @@ pub async fn status(endpoints: &[String], json_out: bool) -> Result<(), String> 
         println!("{}", json!({ "nodes": nodes }));
     } else {
         println!(
-            "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6} {:<8}",
-            "node", "address", "role", "term", "last_log", "applied", "lag", "healthy"
+            "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>9} {:>6} {:<8}",
+            "node", "address", "role", "term", "last_log", "committed", "applied", "lag", "healthy"
         );
         for (endpoint, s) in &rows {
             match s {
                 Ok(s) => println!(
-                    "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6} {:<8}",
+                    "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>9} {:>6} {:<8}",
                     s.node_id,
                     s.address,
                     s.state,
                     s.current_term,
                     s.last_log_index,
+                    s.committed_index,
                     s.applied_index,
                     leader_last
                         .map(|l| l.saturating_sub(s.applied_index).to_string())

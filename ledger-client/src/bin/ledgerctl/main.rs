@@ -4,12 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use ledger_client::local_cluster::{LocalCluster, NodeOptions};
+use ledger_client::LedgerClient;
+use ledger_core::{
+    Account, AccountFilter, BetActionKind, NewBet, NewMarket, Transfer, TransferFlags,
+};
 
 mod bench;
 mod cluster;
 mod failover;
+mod ledger;
 
 /// How long `local up` waits for every node to be ready.
 const LOCAL_UP_READY_TIMEOUT_MS: u64 = 30_000;
@@ -59,6 +64,28 @@ enum Commands {
     },
     /// Check the ledger invariants on every node and that replicas agree.
     Verify,
+    /// Create, read and list accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommands,
+    },
+    /// Create transfers (plain, pending, post, void, linked batches from a file) and read them.
+    Transfer {
+        #[command(subcommand)]
+        command: TransferCommands,
+    },
+    /// The transfers of an account (or its balance after each, with --balances).
+    History(HistoryArgs),
+    /// Create, read and settle markets.
+    Market {
+        #[command(subcommand)]
+        command: MarketCommands,
+    },
+    /// Place, read, void and cash out bets.
+    Bet {
+        #[command(subcommand)]
+        command: BetCommands,
+    },
     /// A local cluster of ledger-server processes for development.
     Local {
         #[command(subcommand)]
@@ -89,6 +116,211 @@ enum ClusterCommands {
     Remove {
         #[arg(long)]
         node_id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommands {
+    /// Create one account.
+    Create {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        ledger: u32,
+        #[arg(long)]
+        code: u16,
+        /// Comma-separated: linked, debits_must_not_exceed_credits,
+        /// credits_must_not_exceed_debits, history, closed.
+        #[arg(long, default_value = "")]
+        flags: String,
+        #[arg(long, default_value_t = 0)]
+        user_data_128: u128,
+        #[arg(long, default_value_t = 0)]
+        user_data_64: u64,
+        #[arg(long, default_value_t = 0)]
+        user_data_32: u32,
+    },
+    /// Look accounts up by id.
+    Get {
+        #[arg(required = true)]
+        ids: Vec<u128>,
+    },
+    /// Accounts in id order, a page at a time.
+    List {
+        /// Start after this id.
+        #[arg(long, default_value_t = 0)]
+        after: u128,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum TransferCommands {
+    /// Create one transfer from flags, or every transfer of a JSON-lines file (--file) in one
+    /// batch, so linked chains apply atomically.
+    Create {
+        /// JSON lines, one transfer per line: {"id": 1, "debit_account_id": 2, ...,
+        /// "flags": ["linked"]}; 128-bit numbers may be strings.
+        #[arg(long, conflicts_with_all = ["id", "debit", "credit"])]
+        file: Option<PathBuf>,
+        #[arg(long, required_unless_present = "file")]
+        id: Option<u128>,
+        #[arg(long, required_unless_present = "file")]
+        debit: Option<u128>,
+        #[arg(long, required_unless_present = "file")]
+        credit: Option<u128>,
+        #[arg(long, default_value_t = 0)]
+        amount: u128,
+        #[arg(long, default_value_t = 1)]
+        ledger: u32,
+        #[arg(long, default_value_t = 1)]
+        code: u16,
+        /// Reserve the amount; post or void it later. With --timeout, it expires.
+        #[arg(long)]
+        pending: bool,
+        /// Seconds until a pending transfer expires (0: never).
+        #[arg(long, default_value_t = 0)]
+        timeout: u32,
+        /// More flags by name: linked, balancing_debit, balancing_credit, closing_debit,
+        /// closing_credit.
+        #[arg(long, default_value = "")]
+        flags: String,
+        #[arg(long, default_value_t = 0)]
+        user_data_128: u128,
+    },
+    /// Post a pending transfer (all of it, or --amount).
+    Post {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        pending_id: u128,
+        #[arg(long, default_value_t = 0)]
+        amount: u128,
+    },
+    /// Void a pending transfer.
+    Void {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        pending_id: u128,
+    },
+    /// Look transfers up by id.
+    Get {
+        #[arg(required = true)]
+        ids: Vec<u128>,
+    },
+    /// Where a pending transfer stands: pending, posted, voided or expired.
+    Pending { id: u128 },
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    account: u128,
+    /// Newest first.
+    #[arg(long)]
+    reverse: bool,
+    /// Only transfers debiting the account.
+    #[arg(long)]
+    debits: bool,
+    /// Only transfers crediting the account.
+    #[arg(long)]
+    credits: bool,
+    /// Only transfers with this code.
+    #[arg(long, default_value_t = 0)]
+    code: u16,
+    /// Cluster timestamps (ns), inclusive.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    #[arg(long, default_value_t = 0)]
+    to: u64,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// The account's balances after each transfer (the account needs the history flag).
+    #[arg(long)]
+    balances: bool,
+}
+
+#[derive(Subcommand)]
+enum MarketCommands {
+    /// Create a market whose bets the house account backs, up to a liability limit.
+    Create {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        house: u128,
+        #[arg(long)]
+        liability_limit: u128,
+        #[arg(long, default_value_t = 0)]
+        user_data_128: u128,
+    },
+    /// Look markets up by id.
+    Get {
+        #[arg(required = true)]
+        ids: Vec<u128>,
+    },
+    /// The bets of a market, in placement order.
+    Bets {
+        market: u128,
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    /// Settle a market: pay the winners, void the void selections, the rest lose.
+    Settle(SettleArgs),
+    /// Correct a settled market with compensating transfers.
+    Resettle(SettleArgs),
+}
+
+#[derive(Args)]
+struct SettleArgs {
+    /// The settlement's id (idempotency key).
+    #[arg(long)]
+    id: u128,
+    #[arg(long)]
+    market: u128,
+    /// Winning selection ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    winners: Vec<u64>,
+    /// Void selection ids (stakes returned), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    voids: Vec<u64>,
+    /// Void every bet of the market.
+    #[arg(long)]
+    void_market: bool,
+}
+
+#[derive(Subcommand)]
+enum BetCommands {
+    /// Place a bet: the stake is held from the player until settlement.
+    Place {
+        #[arg(long)]
+        id: u128,
+        #[arg(long)]
+        player: u128,
+        #[arg(long)]
+        market: u128,
+        #[arg(long)]
+        selection: u64,
+        #[arg(long)]
+        stake: u128,
+        /// Decimal odds, at most 4 decimals (2.5 pays 2.5 times the stake).
+        #[arg(long)]
+        odds: String,
+        #[arg(long, default_value_t = 1)]
+        code: u16,
+    },
+    /// Look bets up by id.
+    Get {
+        #[arg(required = true)]
+        ids: Vec<u128>,
+    },
+    /// Void an open bet: its stake goes back to the player.
+    Void { id: u128 },
+    /// Cash out an open bet: the house pays AMOUNT (stake included) now.
+    Cashout {
+        id: u128,
+        #[arg(long)]
+        amount: u128,
     },
 }
 
@@ -174,6 +406,11 @@ fn run(cli: Cli) -> Result<(), String> {
             ))
         }
         Commands::Local { command } => local(command, cli.json),
+        Commands::Account { command } => data(&endpoints, cli.json, Data::Account(command)),
+        Commands::Transfer { command } => data(&endpoints, cli.json, Data::Transfer(command)),
+        Commands::History(args) => data(&endpoints, cli.json, Data::History(args)),
+        Commands::Market { command } => data(&endpoints, cli.json, Data::Market(command)),
+        Commands::Bet { command } => data(&endpoints, cli.json, Data::Bet(command)),
         Commands::Bench {
             accounts,
             clients,
@@ -199,6 +436,205 @@ fn run(cli: Cli) -> Result<(), String> {
             }))
         }
     }
+}
+
+enum Data {
+    Account(AccountCommands),
+    Transfer(TransferCommands),
+    History(HistoryArgs),
+    Market(MarketCommands),
+    Bet(BetCommands),
+}
+
+/// How long a data command may take, retries through a failover included.
+const DATA_COMMAND_DEADLINE_MS: u64 = 15_000;
+
+fn data(endpoints: &[String], json: bool, command: Data) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let client = LedgerClient::connect(endpoints.to_vec())
+            .await
+            .map_err(|e| e.to_string())?
+            .with_deadline(Duration::from_millis(DATA_COMMAND_DEADLINE_MS));
+        let out = ledger::Out { json };
+        let c = &client;
+        let o = &out;
+        match command {
+            Data::Account(command) => match command {
+                AccountCommands::Create {
+                    id,
+                    ledger,
+                    code,
+                    flags,
+                    user_data_128,
+                    user_data_64,
+                    user_data_32,
+                } => {
+                    let account = Account {
+                        id,
+                        ledger,
+                        code,
+                        flags: ledger::account_flags(&flags)?,
+                        user_data_128,
+                        user_data_64,
+                        user_data_32,
+                        ..Account::default()
+                    };
+                    ledger::account_create(c, o, account).await
+                }
+                AccountCommands::Get { ids } => ledger::account_get(c, o, &ids).await,
+                AccountCommands::List { after, limit } => {
+                    ledger::account_list(c, o, after, limit).await
+                }
+            },
+            Data::Transfer(command) => match command {
+                TransferCommands::Create {
+                    file: Some(file), ..
+                } => ledger::transfer_create(c, o, ledger::read_transfers(&file)?).await,
+                TransferCommands::Create {
+                    file: None,
+                    id,
+                    debit,
+                    credit,
+                    amount,
+                    ledger,
+                    code,
+                    pending,
+                    timeout,
+                    flags,
+                    user_data_128,
+                } => {
+                    let mut flags = ledger::transfer_flags(&flags)?;
+                    if pending {
+                        flags = flags.union(TransferFlags::PENDING);
+                    }
+                    let transfer = Transfer {
+                        id: id.unwrap_or(0),
+                        debit_account_id: debit.unwrap_or(0),
+                        credit_account_id: credit.unwrap_or(0),
+                        amount,
+                        ledger,
+                        code,
+                        timeout,
+                        flags,
+                        user_data_128,
+                        ..Transfer::default()
+                    };
+                    ledger::transfer_create(c, o, vec![transfer]).await
+                }
+                TransferCommands::Post {
+                    id,
+                    pending_id,
+                    amount,
+                } => {
+                    let post = Transfer {
+                        id,
+                        pending_id,
+                        amount,
+                        flags: TransferFlags::POST_PENDING_TRANSFER,
+                        ..Transfer::default()
+                    };
+                    ledger::transfer_create(c, o, vec![post]).await
+                }
+                TransferCommands::Void { id, pending_id } => {
+                    let void = Transfer {
+                        id,
+                        pending_id,
+                        flags: TransferFlags::VOID_PENDING_TRANSFER,
+                        ..Transfer::default()
+                    };
+                    ledger::transfer_create(c, o, vec![void]).await
+                }
+                TransferCommands::Get { ids } => ledger::transfer_get(c, o, &ids).await,
+                TransferCommands::Pending { id } => ledger::pending_status(c, o, id).await,
+            },
+            Data::History(h) => {
+                let filter = AccountFilter {
+                    account_id: h.account,
+                    timestamp_min: h.from,
+                    timestamp_max: h.to,
+                    code: h.code,
+                    limit: h.limit,
+                    reverse: h.reverse,
+                    debits: h.debits,
+                    credits: h.credits,
+                };
+                ledger::history(c, o, filter, h.balances).await
+            }
+            Data::Market(command) => match command {
+                MarketCommands::Create {
+                    id,
+                    house,
+                    liability_limit,
+                    user_data_128,
+                } => {
+                    let market = NewMarket {
+                        id,
+                        house_account_id: house,
+                        liability_limit,
+                        user_data_128,
+                    };
+                    ledger::market_create(c, o, market).await
+                }
+                MarketCommands::Get { ids } => ledger::market_get(c, o, &ids).await,
+                MarketCommands::Bets { market, limit } => {
+                    ledger::market_bets(c, o, market, limit).await
+                }
+                MarketCommands::Settle(a) => {
+                    let s = ledger::settlement(
+                        a.id,
+                        a.market,
+                        &a.winners,
+                        &a.voids,
+                        false,
+                        a.void_market,
+                    );
+                    ledger::settle(c, o, s).await
+                }
+                MarketCommands::Resettle(a) => {
+                    let s = ledger::settlement(
+                        a.id,
+                        a.market,
+                        &a.winners,
+                        &a.voids,
+                        true,
+                        a.void_market,
+                    );
+                    ledger::settle(c, o, s).await
+                }
+            },
+            Data::Bet(command) => match command {
+                BetCommands::Place {
+                    id,
+                    player,
+                    market,
+                    selection,
+                    stake,
+                    odds,
+                    code,
+                } => {
+                    let bet = NewBet {
+                        id,
+                        player_account_id: player,
+                        market_id: market,
+                        selection_id: selection,
+                        stake,
+                        odds: ledger::parse_odds(&odds)?,
+                        code,
+                        user_data_128: 0,
+                    };
+                    ledger::bet_place(c, o, bet).await
+                }
+                BetCommands::Get { ids } => ledger::bet_get(c, o, &ids).await,
+                BetCommands::Void { id } => {
+                    ledger::bet_action(c, o, id, BetActionKind::Void, 0).await
+                }
+                BetCommands::Cashout { id, amount } => {
+                    ledger::bet_action(c, o, id, BetActionKind::CashOut, amount).await
+                }
+            },
+        }
+    })
 }
 
 fn server_binary(explicit: Option<PathBuf>) -> Result<PathBuf, String> {

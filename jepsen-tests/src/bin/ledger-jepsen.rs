@@ -1,0 +1,147 @@
+//! `ledger-jepsen`: runs a Jepsen-style test against a real Ledger cluster on this machine.
+//!
+//! Exit code: 0 when every checker is valid, 1 when an anomaly was found, 2 when the harness
+//! itself failed (could not start the cluster, bad arguments): what the system did and what
+//! the harness did are kept apart.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use jepsen_tests::run::{run, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "ledger-jepsen", version, about = "Partition tests for Ledger")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a cluster, run a workload under a nemesis, check the history.
+    Run {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// bank, idempotency or bets.
+        #[arg(long, default_value = "bank")]
+        workload: String,
+        /// none, kill, pause, partition, slow, membership or all.
+        #[arg(long, default_value = "partition")]
+        nemesis: String,
+        /// Seconds of workload (healing and checking come after).
+        #[arg(long, default_value_t = 30)]
+        time_limit: u64,
+        /// Seeds the fault schedule and the clients' choices: the same seed replays the same
+        /// faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Logical clients.
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// Where results.json, history.jsonl and report.html go.
+        #[arg(long, default_value = "jepsen-out")]
+        out: PathBuf,
+        /// The ledger-server binary (default: next to this one).
+        #[arg(long)]
+        server: Option<PathBuf>,
+        /// Run the servers in a deliberately broken mode (needs a build with the
+        /// `negative-control` feature); the run must report anomalies.
+        #[arg(long)]
+        negative_control: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let Cli {
+        command:
+            Command::Run {
+                nodes,
+                workload,
+                nemesis,
+                time_limit,
+                seed,
+                concurrency,
+                out,
+                server,
+                negative_control,
+            },
+    } = Cli::parse();
+    let server = match server {
+        Some(path) => path,
+        None => match std::env::current_exe() {
+            Ok(me) => me.with_file_name("ledger-server"),
+            Err(e) => {
+                eprintln!("ledger-jepsen: cannot find itself: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if !server.exists() {
+        eprintln!(
+            "ledger-jepsen: no server binary at {}; pass --server",
+            server.display()
+        );
+        return ExitCode::from(2);
+    }
+    if concurrency == 0 || time_limit == 0 {
+        eprintln!("ledger-jepsen: --concurrency and --time-limit must be 1 or more");
+        return ExitCode::from(2);
+    }
+    let options = RunOptions {
+        server,
+        nodes,
+        workload,
+        nemesis,
+        time_limit: Duration::from_secs(time_limit),
+        seed,
+        concurrency,
+        out,
+        negative_control,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ledger-jepsen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(&options)) {
+        Ok(outcome) => {
+            for (name, verdict) in &outcome.verdicts {
+                let mark = if verdict.valid { "valid" } else { "INVALID" };
+                println!("{name:<20} {mark}");
+                for anomaly in verdict.anomalies.iter().take(5) {
+                    println!("    {anomaly}");
+                }
+            }
+            println!(
+                "{} ops, workload {}, nemesis {}, seed {}: {} ({})",
+                outcome.ops,
+                options.workload,
+                options.nemesis,
+                options.seed,
+                if outcome.valid {
+                    "valid"
+                } else {
+                    "ANOMALIES FOUND"
+                },
+                options.out.join("report.html").display()
+            );
+            if outcome.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("ledger-jepsen: harness failed: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The cluster under test: real `ledger-server` processes on loopback in a scratch folder,
+//! every node-to-node link through the harness's proxies ([`Net`]), and the admin calls the
+//! nemeses need (who leads, remove and re-add a member).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ledger_client::local_cluster::{LocalCluster, NodeOptions};
+use ledger_client::proto::admin::admin_client::AdminClient;
+use ledger_client::proto::admin::{
+    AddLearnerRequest, ChangeMembershipRequest, StatusRequest, StatusResponse,
+};
+
+use crate::net::Net;
+
+/// How long an admin call may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a membership change may take (a learner catching up included).
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TestCluster {
+    local: Arc<Mutex<LocalCluster>>,
+    pub net: Net,
+    pub ids: Vec<u64>,
+}
+
+fn harness_error(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl TestCluster {
+    /// Starts `nodes` nodes in `dir` with every peer link proxied, and waits for a leader.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        nodes: u64,
+        extra_args: Vec<String>,
+    ) -> Result<TestCluster, String> {
+        let ids: Vec<u64> = (1..=nodes).collect();
+        let net = Net::new(&ids).await.map_err(harness_error)?;
+        let options = NodeOptions {
+            extra_args,
+            node_args: ids.iter().map(|id| (*id, net.route_args(*id))).collect(),
+            ..NodeOptions::default()
+        };
+        let binary = binary.to_path_buf();
+        let dir: PathBuf = dir.to_path_buf();
+        let local =
+            tokio::task::spawn_blocking(move || LocalCluster::start(&binary, &dir, nodes, options))
+                .await
+                .map_err(harness_error)?
+                .map_err(harness_error)?;
+        for node in &local.nodes {
+            let addrs = node.addrs.ok_or("a started node reported no address")?;
+            net.set_target(node.id, addrs.grpc);
+        }
+        let cluster = TestCluster {
+            local: Arc::new(Mutex::new(local)),
+            net,
+            ids,
+        };
+        cluster
+            .blocking(|c| c.wait_ready(Duration::from_secs(60)))
+            .await?;
+        Ok(cluster)
+    }
+
+    /// Runs a (blocking) operation on the processes off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut LocalCluster) -> Result<T, ledger_client::local_cluster::LocalClusterError>
+            + Send
+            + 'static,
+    ) -> Result<T, String> {
+        let local = self.local.clone();
+        tokio::task::spawn_blocking(move || f(&mut local.lock().expect("cluster lock")))
+            .await
+            .map_err(harness_error)?
+            .map_err(harness_error)
+    }
+
+    pub fn endpoint(&self, id: u64) -> String {
+        format!(
+            "http://{}",
+            self.local.lock().expect("cluster lock").grpc_addr(id)
+        )
+    }
+
+    pub fn address(&self, id: u64) -> String {
+        self.local
+            .lock()
+            .expect("cluster lock")
+            .grpc_addr(id)
+            .to_string()
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.ids.iter().map(|id| self.endpoint(*id)).collect()
+    }
+
+    pub async fn kill(&self, id: u64) -> Result<(), String> {
+        self.blocking(move |c| c.kill(id)).await
+    }
+
+    /// Starts a stopped node again (no-op when it runs).
+    pub async fn restart(&self, id: u64) -> Result<(), String> {
+        self.blocking(move |c| {
+            if c.node(id).pid.is_none() {
+                c.restart(id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn signal(&self, id: u64, signal: &'static str) -> Result<(), String> {
+        self.blocking(move |c| c.signal(id, signal)).await
+    }
+
+    /// Kills a node, deletes its data and starts it empty (not a member until re-added).
+    pub async fn wipe_and_restart(&self, id: u64) -> Result<(), String> {
+        self.blocking(move |c| {
+            c.kill(id)?;
+            c.wipe(id)?;
+            c.restart(id)
+        })
+        .await
+    }
+
+    pub async fn is_running(&self, id: u64) -> bool {
+        self.local
+            .lock()
+            .expect("cluster lock")
+            .node(id)
+            .pid
+            .is_some()
+    }
+
+    pub async fn status(&self, id: u64) -> Option<StatusResponse> {
+        let endpoint = self.endpoint(id);
+        let call = async move {
+            let mut admin = AdminClient::connect(endpoint).await.ok()?;
+            admin
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        };
+        tokio::time::timeout(ADMIN_TIMEOUT, call)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The node that says it leads (and is running), if any.
+    pub async fn leader(&self) -> Option<u64> {
+        for id in &self.ids {
+            if let Some(s) = self.status(*id).await {
+                if s.state == "Leader" && s.has_leader && s.leader_id == *id {
+                    return Some(*id);
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits for a leader for up to `timeout`.
+    pub async fn await_leader(&self, timeout: Duration) -> Option<u64> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(leader) = self.leader().await {
+                return Some(leader);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// The voters, as the leader knows them.
+    pub async fn voters(&self) -> Result<Vec<u64>, String> {
+        let leader = self
+            .await_leader(Duration::from_secs(10))
+            .await
+            .ok_or("no leader")?;
+        let status = self.status(leader).await.ok_or("leader did not answer")?;
+        Ok(status
+            .membership
+            .map(|m| m.voters.iter().map(|v| v.node_id).collect())
+            .unwrap_or_default())
+    }
+
+    async fn admin_of_leader(&self) -> Result<AdminClient<tonic::transport::Channel>, String> {
+        let leader = self
+            .await_leader(Duration::from_secs(10))
+            .await
+            .ok_or("no leader")?;
+        AdminClient::connect(self.endpoint(leader))
+            .await
+            .map_err(harness_error)
+    }
+
+    /// Makes `voters` the voter set (removed voters leave the cluster).
+    pub async fn set_voters(&self, voters: Vec<u64>) -> Result<(), String> {
+        let mut admin = self.admin_of_leader().await?;
+        let call = admin.change_membership(ChangeMembershipRequest {
+            voter_ids: voters,
+            retain: false,
+        });
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, call)
+            .await
+            .map_err(|_| "membership change timed out".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        Ok(())
+    }
+
+    /// Adds `id` as a learner (waiting until it caught up), then makes it a voter.
+    pub async fn add_voter(&self, id: u64) -> Result<(), String> {
+        let mut admin = self.admin_of_leader().await?;
+        let call = admin.add_learner(AddLearnerRequest {
+            node_id: id,
+            address: self.address(id),
+            blocking: true,
+        });
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, call)
+            .await
+            .map_err(|_| "adding a learner timed out".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        let mut voters = self.voters().await?;
+        if !voters.contains(&id) {
+            voters.push(id);
+        }
+        self.set_voters(voters).await
+    }
+
+    /// Heals everything: links open, paused nodes resumed, stopped nodes restarted, every node
+    /// a voter again.
+    pub async fn heal(&self) -> Result<(), String> {
+        self.net.heal();
+        for id in self.ids.clone() {
+            self.signal(id, "CONT").await?;
+            self.restart(id).await?;
+        }
+        let voters = self.voters().await?;
+        for id in self.ids.clone() {
+            if !voters.contains(&id) {
+                self.add_voter(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every process.
+    pub async fn stop(&self) {
+        let _ = self
+            .blocking(|c| {
+                c.stop_all();
+                Ok(())
+            })
+            .await;
+    }
+}

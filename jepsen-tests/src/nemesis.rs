@@ -1,0 +1,375 @@
+//! Nemeses: faults on a seeded schedule.
+//!
+//! [`schedule`] turns a nemesis name, a seed and a time limit into a list of [`Step`]s, each a
+//! fault held for a while after a quiet period. The schedule is a pure function of its inputs,
+//! so the same seed replays the same faults; "the leader" is resolved when a step starts, since
+//! which node leads depends on the run. Every start and stop is written to the history.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::cluster::TestCluster;
+use crate::net::LinkState;
+
+pub const NEMESES: &[&str] = &[
+    "none",
+    "kill",
+    "pause",
+    "partition",
+    "slow",
+    "membership",
+    "all",
+];
+
+/// Which node a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Leader,
+    /// The n-th node (0-based), whatever its id.
+    Node(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL, restarted when the fault stops.
+    Kill(Target),
+    /// SIGSTOP, SIGCONT when the fault stops.
+    Pause(Target),
+    /// The leader alone on one side.
+    IsolateLeader,
+    /// A random split into a majority and a minority, the leader on the named side.
+    Halves { leader_in_majority: bool },
+    /// Two halves that only a bridge node joins.
+    Bridge,
+    /// Each node reaches only its ring neighbours (one way around the ring with 3 nodes).
+    Ring,
+    /// Every link slow and lossy.
+    Slow { delay_ms: u64, drop_per_mille: u32 },
+    /// A voter removed from the cluster, re-added when the fault stops.
+    RemoveVoter(Target),
+    /// A voter removed, its data wiped, and brought back empty by the replacement procedure.
+    ReplaceWiped(Target),
+}
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Kill(_) => "kill",
+            Fault::Pause(_) => "pause",
+            Fault::IsolateLeader | Fault::Halves { .. } | Fault::Bridge | Fault::Ring => {
+                "partition"
+            }
+            Fault::Slow { .. } => "slow",
+            Fault::RemoveVoter(_) | Fault::ReplaceWiped(_) => "membership",
+        }
+    }
+}
+
+/// One fault: it starts at `at_ms` after the run began and stops `hold_ms` later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub at_ms: u64,
+    pub hold_ms: u64,
+    pub fault: Fault,
+}
+
+fn target(rng: &mut StdRng, nodes: usize) -> Target {
+    if rng.gen_bool(0.5) {
+        Target::Leader
+    } else {
+        Target::Node(rng.gen_range(0..nodes))
+    }
+}
+
+fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize) -> Fault {
+    match kind {
+        "kill" => Fault::Kill(target(rng, nodes)),
+        "pause" => Fault::Pause(target(rng, nodes)),
+        "partition" => match rng.gen_range(0..5) {
+            0 => Fault::IsolateLeader,
+            1 => Fault::Halves {
+                leader_in_majority: true,
+            },
+            2 => Fault::Halves {
+                leader_in_majority: false,
+            },
+            3 => Fault::Bridge,
+            _ => Fault::Ring,
+        },
+        "slow" => Fault::Slow {
+            delay_ms: rng.gen_range(20..=200),
+            drop_per_mille: rng.gen_range(0..=30),
+        },
+        "membership" => {
+            if rng.gen_bool(0.5) {
+                Fault::RemoveVoter(target(rng, nodes))
+            } else {
+                Fault::ReplaceWiped(target(rng, nodes))
+            }
+        }
+        _ => unreachable!("nemesis names are checked before scheduling"),
+    }
+}
+
+/// The faults of a run. `none` schedules nothing.
+pub fn schedule(
+    nemesis: &str,
+    seed: u64,
+    time_limit: Duration,
+    nodes: usize,
+) -> Result<Vec<Step>, String> {
+    if !NEMESES.contains(&nemesis) {
+        return Err(format!(
+            "unknown nemesis {nemesis:?}; one of {}",
+            NEMESES.join(", ")
+        ));
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
+    let limit_ms = time_limit.as_millis() as u64;
+    let mut steps = Vec::new();
+    if nemesis == "none" {
+        return Ok(steps);
+    }
+    let mut at = rng.gen_range(1_000..3_000);
+    loop {
+        let kind = if nemesis == "all" {
+            *["kill", "pause", "partition", "slow", "membership"]
+                .choose(&mut rng)
+                .expect("non-empty")
+        } else {
+            nemesis
+        };
+        let fault = fault_of(kind, &mut rng, nodes);
+        let hold = rng.gen_range(2_000..6_000);
+        if at + hold > limit_ms {
+            break;
+        }
+        steps.push(Step {
+            at_ms: at,
+            hold_ms: hold,
+            fault,
+        });
+        at += hold + rng.gen_range(2_000..4_000);
+    }
+    Ok(steps)
+}
+
+/// What a started fault needs to be undone.
+pub struct Active {
+    pub fault: Fault,
+    pub detail: String,
+    nodes: Vec<u64>,
+}
+
+async fn resolve(cluster: &TestCluster, target: Target) -> Result<u64, String> {
+    match target {
+        Target::Leader => cluster
+            .await_leader(Duration::from_secs(5))
+            .await
+            .ok_or_else(|| "no leader to target".to_string()),
+        Target::Node(n) => Ok(cluster.ids[n % cluster.ids.len()]),
+    }
+}
+
+fn groups_text(groups: &[Vec<u64>]) -> String {
+    groups
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Starts a fault. `rng` picks among equivalent choices (which half, which bridge).
+pub async fn start(
+    cluster: &TestCluster,
+    fault: &Fault,
+    rng: &mut StdRng,
+) -> Result<Active, String> {
+    let ids = cluster.ids.clone();
+    let (detail, nodes) = match fault {
+        Fault::Kill(t) => {
+            let id = resolve(cluster, *t).await?;
+            cluster.kill(id).await?;
+            (format!("SIGKILL node {id}"), vec![id])
+        }
+        Fault::Pause(t) => {
+            let id = resolve(cluster, *t).await?;
+            cluster.signal(id, "STOP").await?;
+            (format!("SIGSTOP node {id}"), vec![id])
+        }
+        Fault::IsolateLeader => {
+            let leader = resolve(cluster, Target::Leader).await?;
+            let rest: Vec<u64> = ids.iter().copied().filter(|i| *i != leader).collect();
+            let groups = vec![vec![leader], rest];
+            cluster.net.partition(&groups);
+            (groups_text(&groups), vec![])
+        }
+        Fault::Halves { leader_in_majority } => {
+            let leader = resolve(cluster, Target::Leader).await?;
+            let mut others: Vec<u64> = ids.iter().copied().filter(|i| *i != leader).collect();
+            others.shuffle(rng);
+            let majority_size = ids.len() / 2 + 1;
+            let (mut majority, mut minority) = if *leader_in_majority {
+                let mut m = vec![leader];
+                m.extend(others.iter().take(majority_size - 1));
+                let rest = others[majority_size - 1..].to_vec();
+                (m, rest)
+            } else {
+                let mut m = vec![leader];
+                m.extend(others.iter().take(ids.len() - majority_size - 1));
+                let rest = others[ids.len() - majority_size - 1..].to_vec();
+                (rest, m)
+            };
+            majority.sort_unstable();
+            minority.sort_unstable();
+            let groups = vec![majority, minority];
+            cluster.net.partition(&groups);
+            (groups_text(&groups), vec![])
+        }
+        Fault::Bridge => {
+            let mut shuffled = ids.clone();
+            shuffled.shuffle(rng);
+            let bridge = shuffled[0];
+            let half = (ids.len() - 1) / 2;
+            let left: Vec<u64> = shuffled[1..=half].to_vec();
+            let right: Vec<u64> = shuffled[half + 1..].to_vec();
+            cluster.net.heal();
+            for a in &left {
+                for b in &right {
+                    cluster.net.set(*a, *b, LinkState::Blocked);
+                    cluster.net.set(*b, *a, LinkState::Blocked);
+                }
+            }
+            (format!("{left:?} <-> {bridge} <-> {right:?}"), vec![])
+        }
+        Fault::Ring => {
+            let mut ring = ids.clone();
+            ring.shuffle(rng);
+            let n = ring.len();
+            cluster.net.heal();
+            if n <= 3 {
+                // Everyone neighbours everyone: cut one direction around the ring instead.
+                for i in 0..n {
+                    cluster
+                        .net
+                        .set(ring[i], ring[(i + 1) % n], LinkState::Blocked);
+                }
+            } else {
+                for i in 0..n {
+                    for j in 0..n {
+                        let distance = (i + n - j) % n;
+                        if i != j && distance != 1 && distance != n - 1 {
+                            cluster.net.set(ring[i], ring[j], LinkState::Blocked);
+                        }
+                    }
+                }
+            }
+            (format!("ring {ring:?}"), vec![])
+        }
+        Fault::Slow {
+            delay_ms,
+            drop_per_mille,
+        } => {
+            cluster.net.all(LinkState::Slow {
+                delay_ms: *delay_ms,
+                drop_per_mille: *drop_per_mille,
+            });
+            (
+                format!("every link +{delay_ms} ms, {drop_per_mille}/1000 dropped"),
+                vec![],
+            )
+        }
+        Fault::RemoveVoter(t) | Fault::ReplaceWiped(t) => {
+            let id = resolve(cluster, *t).await?;
+            let voters = cluster.voters().await?;
+            let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != id).collect();
+            if remaining.len() < 2 || !voters.contains(&id) {
+                (format!("skipped: node {id} cannot be removed now"), vec![])
+            } else {
+                cluster.set_voters(remaining).await?;
+                if matches!(fault, Fault::ReplaceWiped(_)) {
+                    cluster.wipe_and_restart(id).await?;
+                    (
+                        format!("node {id} removed, wiped, restarted empty"),
+                        vec![id],
+                    )
+                } else {
+                    (format!("node {id} removed"), vec![id])
+                }
+            }
+        }
+    };
+    Ok(Active {
+        fault: fault.clone(),
+        detail,
+        nodes,
+    })
+}
+
+/// Undoes a fault.
+pub async fn stop(cluster: &TestCluster, active: &Active) -> Result<(), String> {
+    match &active.fault {
+        Fault::Kill(_) => {
+            for id in &active.nodes {
+                cluster.restart(*id).await?;
+            }
+        }
+        Fault::Pause(_) => {
+            for id in &active.nodes {
+                cluster.signal(*id, "CONT").await?;
+            }
+        }
+        Fault::IsolateLeader
+        | Fault::Halves { .. }
+        | Fault::Bridge
+        | Fault::Ring
+        | Fault::Slow { .. } => cluster.net.heal(),
+        Fault::RemoveVoter(_) | Fault::ReplaceWiped(_) => {
+            for id in &active.nodes {
+                cluster.add_voter(*id).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule_and_another_seed_another() {
+        let limit = Duration::from_secs(120);
+        let a = schedule("all", 7, limit, 3).unwrap();
+        assert_eq!(a, schedule("all", 7, limit, 3).unwrap());
+        assert_ne!(a, schedule("all", 8, limit, 3).unwrap());
+        assert!(a.len() >= 8, "{a:?}");
+        for pair in a.windows(2) {
+            assert!(
+                pair[0].at_ms + pair[0].hold_ms < pair[1].at_ms,
+                "faults overlap"
+            );
+        }
+        assert!(a.iter().all(|s| s.at_ms + s.hold_ms <= 120_000));
+        let kinds: std::collections::BTreeSet<&str> = a.iter().map(|s| s.fault.name()).collect();
+        assert!(kinds.len() >= 3, "all mixes kinds: {kinds:?}");
+    }
+
+    #[test]
+    fn each_nemesis_schedules_only_its_faults_and_none_schedules_nothing() {
+        let limit = Duration::from_secs(30);
+        assert!(schedule("none", 1, limit, 3).unwrap().is_empty());
+        for name in ["kill", "pause", "partition", "slow", "membership"] {
+            let steps = schedule(name, 1, limit, 3).unwrap();
+            assert!(!steps.is_empty(), "{name}");
+            assert!(
+                steps.iter().all(|s| s.fault.name() == name),
+                "{name}: {steps:?}"
+            );
+        }
+        assert!(schedule("chaos", 1, limit, 3).is_err());
+    }
+}

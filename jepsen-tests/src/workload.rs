@@ -1,0 +1,637 @@
+//! Workloads: what the logical clients do, through [`LedgerClient`].
+//!
+//! - `bank`: transfers of 1..=5 between a fixed set of accounts that may not go below zero,
+//!   and linearizable reads of every balance at once.
+//! - `idempotency`: the bank workload, where every transfer whose outcome is unknown is
+//!   resubmitted with the same id later (0.5 to 8 s), by another logical client whose first
+//!   endpoint is another node; some acknowledged transfers are resubmitted too, as a client
+//!   that lost the answer would. After healing, every still-unknown transfer is resubmitted
+//!   until it settles.
+//! - `bets`: bets placed by players on a sequence of markets, each market settled once while
+//!   bets keep coming, and reads of every balance.
+//!
+//! Each logical client is a [`Process`]; after an `info` outcome it continues as a new process
+//! (Jepsen's rule: the old one may still have an operation in flight).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ledger_client::{ClientConfig, Error, LedgerClient};
+use ledger_core::{
+    Account, AccountFlags, NewBet, NewMarket, Settlement, SettlementFlags, Transfer,
+    TransferResult, EVENTS_PER_BATCH_MAX,
+};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::history::{Balance, BetState, Kind, MarketState, Op, Process, Recorder};
+
+pub const WORKLOADS: &[&str] = &["bank", "idempotency", "bets"];
+
+/// How long one operation may take before it is `info`.
+pub const OP_DEADLINE: Duration = Duration::from_secs(5);
+const LEDGER: u32 = 1;
+const ACCOUNTS: u128 = 8;
+const INITIAL_BALANCE: u128 = 1_000;
+const BANK: u128 = 1_000;
+const HOUSE: u128 = 2_000;
+const HOUSE_FLOAT: u128 = 1_000_000;
+const MARKETS: u128 = 40;
+const MARKET_BASE: u128 = 3_000;
+const LIABILITY_LIMIT: u128 = 100_000;
+const PROBE_DEBIT: u128 = 9_001;
+const PROBE_CREDIT: u128 = 9_002;
+
+/// The run's shared state: the clock, the history, the ids in use.
+pub struct Ctx {
+    pub started: Instant,
+    pub recorder: Mutex<Recorder>,
+    next_id: AtomicU64,
+    /// Transfer and bet ids ever submitted, for the final reads.
+    pub transfer_ids: Mutex<Vec<u128>>,
+    pub bet_ids: Mutex<Vec<u128>>,
+    /// Unknown transfers waiting to be resubmitted: (due, transfer, attempts so far).
+    retries: Mutex<VecDeque<(Instant, Transfer, u32)>>,
+    /// Acknowledged transfers (some are resubmitted by the idempotency workload).
+    acknowledged: Mutex<Vec<Transfer>>,
+    /// The market bets go to now.
+    market: AtomicUsize,
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            recorder: Mutex::new(Recorder::default()),
+            next_id: AtomicU64::new(1 << 40),
+            transfer_ids: Mutex::new(Vec::new()),
+            bet_ids: Mutex::new(Vec::new()),
+            retries: Mutex::new(VecDeque::new()),
+            acknowledged: Mutex::new(Vec::new()),
+            market: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    pub fn record(&self, process: Process, kind: Kind, op: Op, error: Option<String>) {
+        let now = self.now_ns();
+        self.recorder
+            .lock()
+            .expect("history lock")
+            .push(now, process, kind, op, error);
+    }
+
+    fn fresh_id(&self) -> u128 {
+        u128::from(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn workload_accounts(workload: &str) -> Vec<u128> {
+    let mut ids: Vec<u128> = (1..=ACCOUNTS).collect();
+    if workload == "bets" {
+        ids.push(HOUSE);
+    }
+    ids
+}
+
+/// A client whose first endpoint is node `first` (so logical clients start on different
+/// nodes), with the operation deadline.
+pub async fn client_for(endpoints: &[String], first: usize) -> Result<LedgerClient, String> {
+    let mut rotated = endpoints.to_vec();
+    rotated.rotate_left(first % endpoints.len().max(1));
+    let mut config = ClientConfig::new(rotated);
+    config.deadline = OP_DEADLINE;
+    config.attempt_timeout = OP_DEADLINE;
+    LedgerClient::with_config(config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn balance_of(a: &Account) -> Balance {
+    Balance {
+        debits_posted: a.debits_posted,
+        credits_posted: a.credits_posted,
+        debits_pending: a.debits_pending,
+        credits_pending: a.credits_pending,
+    }
+}
+
+fn account(id: u128, flags: AccountFlags) -> Account {
+    Account {
+        id,
+        ledger: LEDGER,
+        code: 1,
+        flags,
+        ..Account::default()
+    }
+}
+
+fn transfer(id: u128, from: u128, to: u128, amount: u128) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: from,
+        credit_account_id: to,
+        amount,
+        ledger: LEDGER,
+        code: 1,
+        ..Transfer::default()
+    }
+}
+
+/// Creates and funds the workload's accounts (and markets), and records the initial balances.
+pub async fn set_up(ctx: &Ctx, client: &LedgerClient, workload: &str) -> Result<(), String> {
+    let client = client.with_deadline(Duration::from_secs(30));
+    let mut accounts = vec![
+        account(BANK, AccountFlags::default()),
+        account(PROBE_DEBIT, AccountFlags::default()),
+        account(PROBE_CREDIT, AccountFlags::default()),
+    ];
+    accounts
+        .extend((1..=ACCOUNTS).map(|id| account(id, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)));
+    if workload == "bets" {
+        accounts.push(account(HOUSE, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS));
+    }
+    let results = client
+        .create_accounts(accounts)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(bad) = results
+        .iter()
+        .find(|r| !matches!(r, ledger_core::AccountResult::Created))
+    {
+        return Err(format!("set-up account refused: {bad}"));
+    }
+    let mut funding: Vec<Transfer> = (1..=ACCOUNTS)
+        .map(|id| transfer(1_000_000 + id, BANK, id, INITIAL_BALANCE))
+        .collect();
+    if workload == "bets" {
+        funding.push(transfer(1_000_000 + HOUSE, BANK, HOUSE, HOUSE_FLOAT));
+        let markets: Vec<NewMarket> = (1..=MARKETS)
+            .map(|i| NewMarket {
+                id: MARKET_BASE + i,
+                house_account_id: HOUSE,
+                liability_limit: LIABILITY_LIMIT,
+                user_data_128: 0,
+            })
+            .collect();
+        let results = client
+            .create_markets(markets)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(bad) = results
+            .iter()
+            .find(|r| !matches!(r, ledger_core::MarketResult::Created))
+        {
+            return Err(format!("set-up market refused: {bad}"));
+        }
+    }
+    let results = client
+        .create_transfers(funding)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(bad) = results.iter().find(|r| **r != TransferResult::Created) {
+        return Err(format!("set-up transfer refused: {bad}"));
+    }
+    let ids = workload_accounts(workload);
+    let read = client
+        .lookup_accounts(&ids)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut recorder = ctx.recorder.lock().expect("history lock");
+    recorder.history.setup.initial = read.iter().map(|a| (a.id, balance_of(a))).collect();
+    recorder.history.setup.non_negative = ids;
+    Ok(())
+}
+
+/// How an operation ended, as Jepsen sees it.
+fn completion(outcome: &Result<String, Error>) -> (Kind, Option<String>, Option<String>) {
+    match outcome {
+        Ok(result) if result == "created" || result == "exists" || result == "applied" => {
+            (Kind::Ok, Some(result.clone()), None)
+        }
+        Ok(result) => (Kind::Fail, Some(result.clone()), None),
+        Err(e @ Error::OutcomeUnknown { .. }) => (Kind::Info, None, Some(e.to_string())),
+        Err(e) => (Kind::Fail, None, Some(e.to_string())),
+    }
+}
+
+/// One logical client: runs operations until `until`.
+pub struct Worker {
+    pub index: usize,
+    pub concurrency: usize,
+    pub workload: String,
+    pub client: LedgerClient,
+    pub rng: StdRng,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        concurrency: usize,
+        workload: &str,
+        client: LedgerClient,
+        seed: u64,
+    ) -> Worker {
+        Worker {
+            index,
+            concurrency,
+            workload: workload.to_string(),
+            client,
+            rng: StdRng::seed_from_u64(seed.wrapping_add(index as u64 * 7919)),
+        }
+    }
+
+    pub async fn run(mut self, ctx: Arc<Ctx>, until: Instant) {
+        let mut process = self.index as u64;
+        while Instant::now() < until {
+            let kind = match self.workload.as_str() {
+                "bets" => self.bets_op(&ctx, process).await,
+                _ => self.bank_op(&ctx, process).await,
+            };
+            if kind == Kind::Info {
+                process += self.concurrency as u64;
+            }
+            tokio::time::sleep(Duration::from_millis(self.rng.gen_range(0..10))).await;
+        }
+    }
+
+    async fn bank_op(&mut self, ctx: &Ctx, process: u64) -> Kind {
+        let idempotency = self.workload == "idempotency";
+        if idempotency {
+            let due = {
+                let mut retries = ctx.retries.lock().expect("retries lock");
+                match retries.front() {
+                    Some((at, _, _)) if *at <= Instant::now() => retries.pop_front(),
+                    _ => None,
+                }
+            };
+            if let Some((_, t, attempts)) = due {
+                return transfer_op(ctx, &self.client, process, t, attempts, true).await;
+            }
+            if self.rng.gen_bool(0.05) {
+                let again = {
+                    let acknowledged = ctx.acknowledged.lock().expect("acknowledged lock");
+                    acknowledged.choose(&mut self.rng).copied()
+                };
+                if let Some(t) = again {
+                    return transfer_op(ctx, &self.client, process, t, 1, true).await;
+                }
+            }
+        }
+        if self.rng.gen_bool(0.2) {
+            return read_all(
+                ctx,
+                &self.client,
+                process,
+                &workload_accounts(&self.workload),
+            )
+            .await;
+        }
+        let from = self.rng.gen_range(1..=ACCOUNTS);
+        let mut to = self.rng.gen_range(1..ACCOUNTS);
+        if to >= from {
+            to += 1;
+        }
+        let id = ctx.fresh_id();
+        ctx.transfer_ids.lock().expect("ids lock").push(id);
+        let t = transfer(id, from, to, self.rng.gen_range(1..=5));
+        transfer_op(ctx, &self.client, process, t, 0, idempotency).await
+    }
+
+    async fn bets_op(&mut self, ctx: &Ctx, process: u64) -> Kind {
+        let roll = self.rng.gen_range(0..100);
+        if roll < 25 {
+            return read_all(ctx, &self.client, process, &workload_accounts("bets")).await;
+        }
+        let market_index = ctx.market.load(Ordering::Relaxed) as u128 % MARKETS;
+        let market = MARKET_BASE + 1 + market_index;
+        if roll < 33 {
+            // Settle the current market once; bets go to the next one from now on.
+            if ctx
+                .market
+                .compare_exchange(
+                    market_index as usize,
+                    market_index as usize + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                return Kind::Ok;
+            }
+            let winner = self.rng.gen_range(1..=3u64);
+            let voids = if self.rng.gen_bool(0.2) {
+                vec![winner % 3 + 1]
+            } else {
+                vec![]
+            };
+            let settlement = Settlement {
+                id: market + 100_000,
+                market_id: market,
+                winning_selection_ids: vec![winner],
+                void_selection_ids: voids,
+                flags: SettlementFlags(0),
+                timestamp: 0,
+            };
+            return settle_op(ctx, &self.client, process, settlement).await;
+        }
+        let id = ctx.fresh_id();
+        ctx.bet_ids.lock().expect("ids lock").push(id);
+        let bet = NewBet {
+            id,
+            player_account_id: self.rng.gen_range(1..=ACCOUNTS),
+            market_id: market,
+            selection_id: self.rng.gen_range(1..=3),
+            stake: self.rng.gen_range(1..=20),
+            odds: *[15_000u64, 20_000, 25_000, 40_000]
+                .choose(&mut self.rng)
+                .expect("non-empty"),
+            code: 2,
+            user_data_128: 0,
+        };
+        bet_op(ctx, &self.client, process, bet).await
+    }
+}
+
+fn transfer_value(t: &Transfer, attempt: u32, result: Option<String>) -> Op {
+    Op::Transfer {
+        id: t.id,
+        from: t.debit_account_id,
+        to: t.credit_account_id,
+        amount: t.amount,
+        attempt,
+        result,
+    }
+}
+
+/// Submits a transfer and records it. With `retry_later`, an unknown outcome is queued for
+/// resubmission with the same id.
+async fn transfer_op(
+    ctx: &Ctx,
+    client: &LedgerClient,
+    process: u64,
+    t: Transfer,
+    attempt: u32,
+    retry_later: bool,
+) -> Kind {
+    let p = Process::Client(process);
+    ctx.record(p, Kind::Invoke, transfer_value(&t, attempt, None), None);
+    let outcome = client
+        .create_transfer(t)
+        .await
+        .map(|r| r.name().to_string());
+    let (kind, result, error) = completion(&outcome);
+    ctx.record(p, kind, transfer_value(&t, attempt, result), error);
+    match kind {
+        Kind::Ok => ctx.acknowledged.lock().expect("acknowledged lock").push(t),
+        Kind::Info if retry_later => {
+            let delay = Duration::from_millis(rand::thread_rng().gen_range(500..8_000));
+            ctx.retries.lock().expect("retries lock").push_back((
+                Instant::now() + delay,
+                t,
+                attempt + 1,
+            ));
+        }
+        _ => {}
+    }
+    kind
+}
+
+async fn read_all(ctx: &Ctx, client: &LedgerClient, process: u64, ids: &[u128]) -> Kind {
+    let p = Process::Client(process);
+    ctx.record(
+        p,
+        Kind::Invoke,
+        Op::ReadAll {
+            balances: BTreeMap::new(),
+        },
+        None,
+    );
+    match client.lookup_accounts(ids).await {
+        Ok(accounts) => {
+            let balances = accounts.iter().map(|a| (a.id, balance_of(a))).collect();
+            ctx.record(p, Kind::Ok, Op::ReadAll { balances }, None);
+            Kind::Ok
+        }
+        Err(e) => {
+            // A read changes nothing: whatever happened, it is simply not a read.
+            let kind = if e.is_outcome_unknown() {
+                Kind::Info
+            } else {
+                Kind::Fail
+            };
+            ctx.record(
+                p,
+                kind,
+                Op::ReadAll {
+                    balances: BTreeMap::new(),
+                },
+                Some(e.to_string()),
+            );
+            kind
+        }
+    }
+}
+
+fn bet_value(b: &NewBet, result: Option<String>) -> Op {
+    Op::PlaceBet {
+        id: b.id,
+        player: b.player_account_id,
+        market: b.market_id,
+        selection: b.selection_id,
+        stake: b.stake,
+        odds: b.odds,
+        attempt: 0,
+        result,
+    }
+}
+
+async fn bet_op(ctx: &Ctx, client: &LedgerClient, process: u64, bet: NewBet) -> Kind {
+    let p = Process::Client(process);
+    ctx.record(p, Kind::Invoke, bet_value(&bet, None), None);
+    let outcome = client
+        .place_bets(vec![bet])
+        .await
+        .map(|r| r.first().map(|r| r.name()).unwrap_or("missing").to_string());
+    let (kind, result, error) = completion(&outcome);
+    ctx.record(p, kind, bet_value(&bet, result), error);
+    kind
+}
+
+fn settle_value(s: &Settlement, result: Option<String>) -> Op {
+    Op::Settle {
+        id: s.id,
+        market: s.market_id,
+        winners: s.winning_selection_ids.clone(),
+        voids: s.void_selection_ids.clone(),
+        attempt: 0,
+        result,
+    }
+}
+
+async fn settle_op(ctx: &Ctx, client: &LedgerClient, process: u64, s: Settlement) -> Kind {
+    let p = Process::Client(process);
+    ctx.record(p, Kind::Invoke, settle_value(&s, None), None);
+    let outcome = client
+        .settle_markets(vec![s.clone()])
+        .await
+        .map(|r| r.first().map(|r| r.name()).unwrap_or("missing").to_string());
+    let (kind, result, error) = completion(&outcome);
+    ctx.record(p, kind, settle_value(&s, result), error);
+    kind
+}
+
+/// After healing, resubmits every transfer still unknown until each settles (or `until`).
+pub async fn settle_unknowns(ctx: &Ctx, client: &LedgerClient, process: u64, until: Instant) {
+    loop {
+        let next = ctx.retries.lock().expect("retries lock").pop_front();
+        let Some((_, t, attempt)) = next else {
+            return;
+        };
+        if Instant::now() > until {
+            return;
+        }
+        let kind = transfer_op(ctx, client, process, t, attempt, true).await;
+        if kind == Kind::Info {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// After healing: one new write must succeed. Records `ProbeWrite` ok or fail.
+pub async fn probe_write(ctx: &Ctx, client: &LedgerClient, until: Instant) -> bool {
+    let id = ctx.fresh_id();
+    loop {
+        ctx.record(Process::Harness, Kind::Invoke, Op::ProbeWrite, None);
+        let outcome = client
+            .create_transfer(transfer(id, PROBE_DEBIT, PROBE_CREDIT, 1))
+            .await;
+        match outcome {
+            Ok(TransferResult::Created | TransferResult::Exists) => {
+                ctx.record(Process::Harness, Kind::Ok, Op::ProbeWrite, None);
+                return true;
+            }
+            other => {
+                let error = format!("{other:?}");
+                if Instant::now() > until {
+                    ctx.record(Process::Harness, Kind::Fail, Op::ProbeWrite, Some(error));
+                    return false;
+                }
+                ctx.record(Process::Harness, Kind::Info, Op::ProbeWrite, Some(error));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Reads what one node holds (stale reads from that node only) into a `FinalRead`.
+#[allow(clippy::too_many_arguments)]
+pub async fn final_read(
+    ctx: &Ctx,
+    workload: &str,
+    node: u64,
+    endpoint: String,
+    applied_index: u64,
+    digest: String,
+) -> Result<Op, String> {
+    let mut config = ClientConfig::new([endpoint]);
+    config.deadline = Duration::from_secs(20);
+    let client = LedgerClient::with_config(config)
+        .await
+        .map_err(|e| e.to_string())?
+        .stale();
+    let e = |e: Error| format!("node {node}: {e}");
+    let accounts = client
+        .lookup_accounts(&workload_accounts(workload))
+        .await
+        .map_err(e)?;
+    let ids = ctx.transfer_ids.lock().expect("ids lock").clone();
+    let mut transfers = Vec::new();
+    for chunk in ids.chunks(EVENTS_PER_BATCH_MAX) {
+        transfers.extend(
+            client
+                .lookup_transfers(chunk)
+                .await
+                .map_err(e)?
+                .iter()
+                .map(|t| t.id),
+        );
+    }
+    let mut bets = Vec::new();
+    let mut markets = Vec::new();
+    if workload == "bets" {
+        let ids = ctx.bet_ids.lock().expect("ids lock").clone();
+        for chunk in ids.chunks(EVENTS_PER_BATCH_MAX) {
+            for b in client.lookup_bets(chunk).await.map_err(e)? {
+                bets.push(BetState {
+                    id: b.id,
+                    player: b.player_account_id,
+                    market: b.market_id,
+                    selection: b.selection_id,
+                    stake: b.stake,
+                    potential_payout: b.potential_payout,
+                    status: bet_status(b.status),
+                    settlement_id: b.settlement_id,
+                });
+            }
+        }
+        let market_ids: Vec<u128> = (1..=MARKETS).map(|i| MARKET_BASE + i).collect();
+        let found = client.lookup_markets(&market_ids).await.map_err(e)?;
+        let settlement_ids: Vec<u128> = found
+            .iter()
+            .map(|m| m.settlement_id)
+            .filter(|id| *id != 0)
+            .collect();
+        let settlements = client
+            .lookup_settlements(&settlement_ids)
+            .await
+            .map_err(e)?;
+        for m in found {
+            let s = settlements.iter().find(|s| s.id == m.settlement_id);
+            markets.push(MarketState {
+                id: m.id,
+                status: match m.status {
+                    ledger_core::MarketStatus::Open => "open".into(),
+                    ledger_core::MarketStatus::Settled => "settled".into(),
+                },
+                settlement_id: m.settlement_id,
+                winners: s
+                    .map(|s| s.winning_selection_ids.clone())
+                    .unwrap_or_default(),
+                voids: s.map(|s| s.void_selection_ids.clone()).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(Op::FinalRead {
+        node,
+        applied_index,
+        digest,
+        balances: accounts.iter().map(|a| (a.id, balance_of(a))).collect(),
+        transfers,
+        bets,
+        markets,
+    })
+}
+
+fn bet_status(status: ledger_core::BetStatus) -> String {
+    match status {
+        ledger_core::BetStatus::Open => "open",
+        ledger_core::BetStatus::Won => "won",
+        ledger_core::BetStatus::Lost => "lost",
+        ledger_core::BetStatus::Void => "void",
+        ledger_core::BetStatus::CashedOut => "cashed_out",
+    }
+    .into()
+}
