@@ -7,7 +7,7 @@
 //!   endpoint is another node; some acknowledged transfers are resubmitted too, as a client
 //!   that lost the answer would. After healing, every still-unknown transfer is resubmitted
 //!   until it settles.
-//! - `bets`: bets placed by players on a sequence of markets, each market settled once while
+//! - `bets`: bets placed by players on a sequence of 1,000 markets, each market settled once while
 //!   bets keep coming, and reads of every balance.
 //!
 //! Each logical client is a [`Process`]; after an `info` outcome it continues as a new process
@@ -31,15 +31,16 @@ use crate::history::{Balance, BetState, Kind, MarketState, Op, Process, Recorder
 
 pub const WORKLOADS: &[&str] = &["bank", "idempotency", "bets"];
 
-/// How long one operation may take before it is `info`.
-pub const OP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long one operation may take (retries included) before it is `info`. Shorter than the
+/// server's own write timeout, so that faults leave operations whose outcome is unknown.
+pub const OP_DEADLINE: Duration = Duration::from_secs(2);
 const LEDGER: u32 = 1;
 const ACCOUNTS: u128 = 8;
 const INITIAL_BALANCE: u128 = 1_000;
 const BANK: u128 = 1_000;
 const HOUSE: u128 = 2_000;
 const HOUSE_FLOAT: u128 = 1_000_000;
-const MARKETS: u128 = 40;
+const MARKETS: u128 = 1_000;
 const MARKET_BASE: u128 = 3_000;
 const LIABILITY_LIMIT: u128 = 100_000;
 const PROBE_DEBIT: u128 = 9_001;
@@ -315,15 +316,16 @@ impl Worker {
         if roll < 25 {
             return read_all(ctx, &self.client, process, &workload_accounts("bets")).await;
         }
-        let market_index = ctx.market.load(Ordering::Relaxed) as u128 % MARKETS;
-        let market = MARKET_BASE + 1 + market_index;
-        if roll < 33 {
+        // After MARKETS settlements (some minutes) bets land on settled markets and fail.
+        let current = ctx.market.load(Ordering::Relaxed);
+        let market = MARKET_BASE + 1 + current as u128 % MARKETS;
+        if roll < 26 {
             // Settle the current market once; bets go to the next one from now on.
             if ctx
                 .market
                 .compare_exchange(
-                    market_index as usize,
-                    market_index as usize + 1,
+                    current,
+                    current + 1,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )

@@ -90,7 +90,7 @@ pub(crate) struct SettleWrite {
 }
 
 /// The result name an `ok`/`fail` completion carries, if any.
-fn result_of(pair: &Pair<'_>) -> Option<&'_ str> {
+fn result_of<'a>(pair: &Pair<'a>) -> Option<&'a str> {
     match pair.complete.map(|c| &c.op) {
         Some(Op::Transfer { result, .. })
         | Some(Op::PlaceBet { result, .. })
