@@ -323,12 +323,7 @@ impl Worker {
             // Settle the current market once; bets go to the next one from now on.
             if ctx
                 .market
-                .compare_exchange(
-                    current,
-                    current + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(current, current + 1, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
             {
                 return Kind::Ok;

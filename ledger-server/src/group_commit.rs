@@ -14,6 +14,7 @@ use ledger_core::{Command, CommandResults, EVENTS_PER_BATCH_MAX};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::NodeError;
+use crate::metrics::GroupCommitCounters;
 use crate::raft::types::{LedgerRequest, Raft};
 
 /// Most events in one coalesced entry.
@@ -39,25 +40,16 @@ struct Proposal {
     reply: oneshot::Sender<Result<Committed, NodeError>>,
 }
 
-/// Counters of what the committer did, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct GroupCommitStats {
-    pub entries: std::sync::atomic::AtomicU64,
-    pub requests: std::sync::atomic::AtomicU64,
-    pub shed: std::sync::atomic::AtomicU64,
-}
-
 #[derive(Clone)]
 pub struct GroupCommitter {
     tx: mpsc::Sender<Proposal>,
-    pub stats: Arc<GroupCommitStats>,
+    pub stats: GroupCommitCounters,
 }
 
 impl GroupCommitter {
-    /// Starts the committer task for `raft`.
-    pub fn start(raft: Raft) -> Self {
+    /// Starts the committer task for `raft`, counting into `stats`.
+    pub fn start(raft: Raft, stats: GroupCommitCounters) -> Self {
         let (tx, rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
-        let stats = Arc::new(GroupCommitStats::default());
         tokio::spawn(run(raft, rx, stats.clone()));
         Self { tx, stats }
     }
@@ -72,9 +64,7 @@ impl GroupCommitter {
         if let Err(e) = self.tx.try_send(Proposal { command, reply }) {
             return Err(match e {
                 mpsc::error::TrySendError::Full(_) => {
-                    self.stats
-                        .shed
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.shed.inc();
                     NodeError::ResourceExhausted(format!(
                         "leader queue full ({PROPOSALS_QUEUED_MAX} requests); retry with backoff"
                     ))
@@ -97,7 +87,7 @@ impl GroupCommitter {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, stats: Arc<GroupCommitStats>) {
+async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, stats: GroupCommitCounters) {
     let slots = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
     loop {
         // Wait for a free slot first: while we wait, requests accumulate into a bigger entry.
@@ -118,12 +108,9 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, stats: Arc<GroupCommi
                 Err(_) => break,
             }
         }
-        stats
-            .entries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        stats
-            .requests
-            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        stats.entries.inc();
+        stats.requests.inc_by(batch.len() as u64);
+        stats.batch_requests.observe(batch.len() as f64);
         let raft = raft.clone();
         tokio::spawn(async move {
             propose(&raft, batch).await;

@@ -1,8 +1,12 @@
 //! The HTTP endpoints: liveness, readiness and Prometheus metrics.
 //!
 //! `/health/live` answers 200 while the process runs. `/health/ready` answers 200 only when a
-//! leader is known, this node is healthy, and its applied index is within
-//! [`READY_LAG_ENTRIES_MAX`] of its last log index; otherwise 503 with the reason.
+//! leader is known, this node is healthy, a leader (if this node is one) has heard from a
+//! quorum within `QUORUM_STALE_MS`, and its applied index is within [`READY_LAG_ENTRIES_MAX`]
+//! of its last log index; otherwise 503 with the reason. Both answer JSON, and suit
+//! Kubernetes liveness and readiness probes. A node cut off from the majority is not ready:
+//! as a follower it soon stands for election and knows no leader; as a leader it stops hearing
+//! from a quorum.
 
 use std::sync::Arc;
 
@@ -13,7 +17,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::config::QUORUM_STALE_MS;
+use crate::metrics::RaftReading;
 use crate::node::Node;
+use crate::raft::log_store::saved_committed_index;
 
 /// Most entries a node may be behind the commit index and still call itself ready.
 pub const READY_LAG_ENTRIES_MAX: u64 = 1_000;
@@ -38,6 +45,11 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
         Some(problem)
     } else if metrics.current_leader.is_none() {
         Some("no known leader".to_string())
+    } else if let Some(ms) = metrics
+        .millis_since_quorum_ack
+        .filter(|ms| *ms > QUORUM_STALE_MS)
+    {
+        Some(format!("leader without a quorum for {ms} ms"))
     } else if last_log.saturating_sub(applied) > READY_LAG_ENTRIES_MAX {
         Some(format!(
             "applied index {applied} is behind log index {last_log}"
@@ -63,24 +75,50 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let m = node.raft.metrics().borrow().clone();
-    let stats = &node.committer.stats;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let index = |l: Option<openraft::LogId<u64>>| l.map(|l| l.index).unwrap_or(0);
-    let text = format!(
-        "# TYPE ledger_raft_term gauge\nledger_raft_term {}\n\
-         # TYPE ledger_raft_is_leader gauge\nledger_raft_is_leader {}\n\
-         # TYPE ledger_raft_last_log_index gauge\nledger_raft_last_log_index {}\n\
-         # TYPE ledger_raft_applied_index gauge\nledger_raft_applied_index {}\n\
-         # TYPE ledger_group_commit_entries_total counter\nledger_group_commit_entries_total {}\n\
-         # TYPE ledger_group_commit_requests_total counter\nledger_group_commit_requests_total {}\n\
-         # TYPE ledger_requests_shed_total counter\nledger_requests_shed_total {}\n",
-        m.current_term,
-        u8::from(m.current_leader == Some(node.config.node_id)),
-        m.last_log_index.unwrap_or(0),
-        index(m.last_applied),
-        load(&stats.entries),
-        load(&stats.requests),
-        load(&stats.shed),
-    );
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    let last_log_index = m.last_log_index.unwrap_or(0);
+    let lags: Vec<(u64, u64)> = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != node.config.node_id)
+                .map(|(id, matched)| (*id, last_log_index.saturating_sub(index(*matched))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let db = node.db.clone();
+    let applied_index = index(m.last_applied);
+    let reading = RaftReading {
+        term: m.current_term,
+        leader_id: m.current_leader,
+        is_leader: m.current_leader == Some(node.config.node_id),
+        last_log_index,
+        committed_index: 0,
+        applied_index,
+        snapshot_index: index(m.snapshot),
+        purged_index: index(m.purged),
+    };
+    let metrics = node.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let committed = saved_committed_index(&db).unwrap_or(0).max(applied_index);
+        metrics.render(
+            RaftReading {
+                committed_index: committed,
+                ..reading
+            },
+            &lags,
+            &db,
+        )
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

@@ -9,7 +9,7 @@
 //!   (`storage/state_store.rs`) in one batch with the applied index.
 //!
 //! `node.rs` wires these together; `error.rs` and `grpc/status.rs` hold the one mapping from
-//! errors to gRPC statuses.
+//! errors to gRPC statuses; `metrics.rs` and `http.rs` are what operators watch.
 
 pub mod config;
 pub mod error;
@@ -17,6 +17,7 @@ pub mod group_commit;
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod storage;

@@ -24,6 +24,7 @@ use crate::config::{
 use crate::error::NodeError;
 use crate::group_commit::GroupCommitter;
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::raft::log_store::{open_db, LogStore};
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::LedgerStateMachine;
@@ -59,6 +60,7 @@ pub struct Node {
     pub db: Arc<DB>,
     pub committer: GroupCommitter,
     pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
     /// Peers whose Raft RPCs are refused (fault injection; empty unless a test sets it).
     pub blocked_peers: crate::grpc::raft_service::BlockedPeers,
 }
@@ -194,7 +196,10 @@ pub async fn start(
 
     let db = open_db(config.data_dir.join("db"), config.block_cache_mb)
         .map_err(|e| StartError::Storage(e.to_string()))?;
-    let log_store = LogStore::new(db.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new());
+    let log_store = LogStore::new(db.clone())
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .with_purge_counter(metrics.storage.log_purges.clone());
     // A damaged log entry must never be served or voted on: check them all before Raft
     // starts, and refuse to run on a damaged log (the node is replaced, see
     // docs/consistency.md).
@@ -209,7 +214,8 @@ pub async fn start(
         log_store.poisoned_flag(),
     ));
     let state_machine = LedgerStateMachine::open(db.clone(), &config.data_dir.join("snapshots"))
-        .map_err(|e| StartError::Storage(e.to_string()))?;
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .with_counters(metrics.storage.clone());
 
     let raft_config = openraft::Config {
         cluster_name: config.cluster.clone(),
@@ -257,7 +263,7 @@ pub async fn start(
         }
     }
 
-    let committer = GroupCommitter::start(raft.clone());
+    let committer = GroupCommitter::start(raft.clone(), metrics.group_commit.clone());
     let node = Arc::new(Node {
         config,
         advertise_addr,
@@ -265,6 +271,7 @@ pub async fn start(
         db,
         committer,
         health,
+        metrics,
         blocked_peers: Default::default(),
     });
 

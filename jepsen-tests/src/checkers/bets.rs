@@ -380,7 +380,14 @@ mod tests {
 
     const HOUSE: u128 = 9;
 
-    fn bet(id: u128, player: u128, market: u128, selection: u64, stake: u128, odds: u64) -> BetState {
+    fn bet(
+        id: u128,
+        player: u128,
+        market: u128,
+        selection: u64,
+        stake: u128,
+        odds: u64,
+    ) -> BetState {
         BetState {
             id,
             player,
@@ -402,7 +409,12 @@ mod tests {
     fn market(id: u128, settlement_id: u128, winners: &[u64], voids: &[u64]) -> MarketState {
         MarketState {
             id,
-            status: if settlement_id == 0 { "open" } else { "settled" }.into(),
+            status: if settlement_id == 0 {
+                "open"
+            } else {
+                "settled"
+            }
+            .into(),
             settlement_id,
             winners: winners.to_vec(),
             voids: voids.to_vec(),
@@ -446,7 +458,10 @@ mod tests {
         ];
         for b in &placed {
             let odds = (b.potential_payout * ODDS_SCALE / b.stake) as u64;
-            h.invoke_op(1, place_bet_op(b.id, b.player, b.market, b.selection, b.stake, odds));
+            h.invoke_op(
+                1,
+                place_bet_op(b.id, b.player, b.market, b.selection, b.stake, odds),
+            );
             h.ok(1, "created");
         }
         h.invoke_op(2, settle_op(70, 7, &[1], &[3]));
@@ -479,7 +494,12 @@ mod tests {
     fn a_settlement_followed_by_every_bet_and_balance_is_accepted() {
         let (mut h, bets) = betting();
         for node in 1..=3 {
-            h.harness_ok(final_read(node, &settled_balances(), bets.clone(), markets()));
+            h.harness_ok(final_read(
+                node,
+                &settled_balances(),
+                bets.clone(),
+                markets(),
+            ));
         }
         let verdict = Bets.check(&h.build());
         assert!(verdict.valid, "{verdict:?}");

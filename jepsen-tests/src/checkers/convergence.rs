@@ -21,8 +21,8 @@ use serde_json::json;
 
 use super::views::{self, FinalRead};
 use super::{Anomalies, Checker, Verdict};
-use crate::history::{Kind, Op, Process};
 use crate::history::{BetState, History, MarketState};
+use crate::history::{Kind, Op, Process};
 
 pub struct Convergence;
 
@@ -204,7 +204,10 @@ mod tests {
         h.probe(true);
         let verdict = Convergence.check(&h.build());
         assert!(!verdict.valid);
-        assert_eq!(verdict.anomalies, ["node 2: digest bb differs from node 1's aa"]);
+        assert_eq!(
+            verdict.anomalies,
+            ["node 2: digest bb differs from node 1's aa"]
+        );
     }
 
     #[test]

@@ -45,7 +45,11 @@ impl Checker for ExactlyOnce {
             .iter()
             .map(|(id, w)| (("transfer", *id), &w.attempts))
             .chain(bets.iter().map(|(id, w)| (("bet", *id), &w.attempts)))
-            .chain(settles.iter().map(|(id, w)| (("settlement", *id), &w.attempts)))
+            .chain(
+                settles
+                    .iter()
+                    .map(|(id, w)| (("settlement", *id), &w.attempts)),
+            )
         {
             if attempts.count > 1 {
                 retried += 1;

@@ -53,8 +53,10 @@ impl Checker for NoLostWrites {
             .iter()
             .any(|r| !r.bets.is_empty() || !r.markets.is_empty());
         let bet_writes = views::bets(history);
-        let bet_attempts: BTreeMap<u128, &Attempts> =
-            bet_writes.iter().map(|(id, w)| (*id, &w.attempts)).collect();
+        let bet_attempts: BTreeMap<u128, &Attempts> = bet_writes
+            .iter()
+            .map(|(id, w)| (*id, &w.attempts))
+            .collect();
         let bet_stats = if bets_read || bet_attempts.is_empty() {
             check_ids(
                 "bet",

@@ -41,7 +41,14 @@ pub fn final_read_op(node: u64, nets: &[(u128, i128)], transfers: &[u128]) -> Op
 }
 
 /// A bet placement as invoked.
-pub fn place_bet_op(id: u128, player: u128, market: u128, selection: u64, stake: u128, odds: u64) -> Op {
+pub fn place_bet_op(
+    id: u128,
+    player: u128,
+    market: u128,
+    selection: u64,
+    stake: u128,
+    odds: u64,
+) -> Op {
     Op::PlaceBet {
         id,
         player,
@@ -81,7 +88,12 @@ pub fn bet_state(id: u128, player: u128, market: u128, selection: u64, stake: u1
 }
 
 /// A settled market as read at the end.
-pub fn settled_market(id: u128, settlement_id: u128, winners: &[u64], voids: &[u64]) -> MarketState {
+pub fn settled_market(
+    id: u128,
+    settlement_id: u128,
+    winners: &[u64],
+    voids: &[u64],
+) -> MarketState {
     MarketState {
         id,
         status: "settled".into(),

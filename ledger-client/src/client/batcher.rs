@@ -39,8 +39,6 @@ pub(crate) type SendFn<P> = fn(Grpc<Channel>, Vec<P>, String) -> SendFuture;
 #[derive(Debug)]
 pub(crate) struct Written {
     pub codes: Vec<u32>,
-    /// An earlier attempt of the request may have been applied.
-    pub after_ambiguous: bool,
 }
 
 /// Counters of what the batchers did, for tests and metrics.
@@ -107,10 +105,7 @@ impl<P: Clone + Send + Sync + 'static> Batcher<P> {
             )));
         }
         if events.is_empty() {
-            return Ok(Written {
-                codes: Vec::new(),
-                after_ambiguous: false,
-            });
+            return Ok(Written { codes: Vec::new() });
         }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
@@ -217,7 +212,7 @@ async fn send_batch<P: Clone + Send + Sync + 'static>(
     let answer = answer.and_then(|answered| {
         let response = answered.value.into_inner();
         if response.results.len() == events.len() {
-            Ok((response.results, answered.after_ambiguous))
+            Ok(response.results)
         } else {
             Err(Error::Protocol(format!(
                 "{} results for {} events",
@@ -227,14 +222,11 @@ async fn send_batch<P: Clone + Send + Sync + 'static>(
         }
     });
     match answer {
-        Ok((codes, after_ambiguous)) => {
+        Ok(codes) => {
             let mut codes = codes.into_iter();
             for job in batch {
                 let mine = codes.by_ref().take(job.events.len()).collect();
-                let _ = job.reply.send(Ok(Written {
-                    codes: mine,
-                    after_ambiguous,
-                }));
+                let _ = job.reply.send(Ok(Written { codes: mine }));
             }
         }
         Err(error) => {

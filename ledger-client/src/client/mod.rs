@@ -5,9 +5,10 @@
 //!   (`router.rs`).
 //! - **Safe retries.** Every write carries the caller's event ids, so resubmitting after an
 //!   ambiguous failure (a timeout, a reset connection, a leader that crashed) cannot apply
-//!   anything twice. Retries back off exponentially with jitter until the call's deadline. When
-//!   a retry finds its own events already applied, `exists` is reported as success (`created`).
-//!   When the deadline passes and an attempt may have been applied, the error is
+//!   anything twice. Retries back off exponentially with jitter until the call's deadline. A
+//!   retry that finds its events already applied gets `exists`, which counts as success
+//!   ([`WriteResult::is_success`]); the client never turns it into `created`, because it cannot
+//!   tell its own earlier attempt from an earlier call with the same id. When the deadline passes and an attempt may have been applied, the error is
 //!   [`Error::OutcomeUnknown`], distinct from a definite failure ([`Error::Unavailable`]).
 //! - **Automatic batching.** Concurrent calls from many tasks are coalesced into one request of
 //!   at most [`ledger_core::EVENTS_PER_BATCH_MAX`] events (`batcher.rs`).
@@ -130,6 +131,13 @@ pub trait WriteResult: Copy + PartialEq + std::fmt::Debug + Send + 'static {
     const SUCCESS: Self;
     const EXISTS: Self;
     fn from_code(code: u32) -> Option<Self>;
+
+    /// True when the event is in place: applied now (`created`, `applied`), or already by an
+    /// earlier attempt or call with the same id and fields (`exists`). After a retry this is
+    /// the test of success.
+    fn is_success(self) -> bool {
+        self == Self::SUCCESS || self == Self::EXISTS
+    }
 }
 
 macro_rules! write_result {
@@ -153,15 +161,12 @@ write_result!(
     BetActionResult: Applied,
 );
 
-/// Reads the codes of one call; `exists` found by a retry after an ambiguous attempt is the
-/// call's own earlier attempt, so it counts as success.
-fn typed<R: WriteResult>(codes: Vec<u32>, after_ambiguous: bool) -> Result<Vec<R>, Error> {
+/// Reads the codes of one call, as the server gave them.
+fn typed<R: WriteResult>(codes: Vec<u32>) -> Result<Vec<R>, Error> {
     codes
         .into_iter()
-        .map(|code| match R::from_code(code) {
-            Some(r) if after_ambiguous && r == R::EXISTS => Ok(R::SUCCESS),
-            Some(r) => Ok(r),
-            None => Err(Error::Protocol(format!("unknown result code {code}"))),
+        .map(|code| {
+            R::from_code(code).ok_or_else(|| Error::Protocol(format!("unknown result code {code}")))
         })
         .collect()
 }
@@ -389,7 +394,7 @@ impl LedgerClient {
             .accounts
             .submit(events, open_chain, self.call_deadline())
             .await?;
-        typed(written.codes, written.after_ambiguous)
+        typed(written.codes)
     }
 
     /// Creates transfers (plain, pending, post, void, balancing, closing, linked chains); one
@@ -407,7 +412,7 @@ impl LedgerClient {
             .transfers
             .submit(events, open_chain, self.call_deadline())
             .await?;
-        typed(written.codes, written.after_ambiguous)
+        typed(written.codes)
     }
 
     /// Creates one transfer. Concurrent calls are coalesced into shared requests.
@@ -428,7 +433,7 @@ impl LedgerClient {
             .markets
             .submit(events, false, self.call_deadline())
             .await?;
-        typed(written.codes, written.after_ambiguous)
+        typed(written.codes)
     }
 
     /// Places bets: each holds its stake from the player and reserves the potential payout
@@ -440,7 +445,7 @@ impl LedgerClient {
             .bets
             .submit(events, false, self.call_deadline())
             .await?;
-        typed(written.codes, written.after_ambiguous)
+        typed(written.codes)
     }
 
     /// Settles (or resettles, or voids) whole markets.
@@ -454,7 +459,7 @@ impl LedgerClient {
             .settlements
             .submit(events, false, self.call_deadline())
             .await?;
-        typed(written.codes, written.after_ambiguous)
+        typed(written.codes)
     }
 
     /// Voids or cashes out single bets.
@@ -468,7 +473,7 @@ impl LedgerClient {
             .actions
             .submit(events, false, self.call_deadline())
             .await?;
-        typed(written.codes, written.after_ambiguous)
+        typed(written.codes)
     }
 
     // ---- reads --------------------------------------------------------------------------

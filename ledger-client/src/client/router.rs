@@ -21,12 +21,9 @@ pub(crate) enum Target {
     Any,
 }
 
-/// The answer of a successful call, and whether an earlier attempt may have been applied.
+/// The answer of a successful call.
 pub(crate) struct Answered<T> {
     pub value: T,
-    /// An earlier attempt timed out or lost its connection, so this one may have found its own
-    /// events already applied (`exists`).
-    pub after_ambiguous: bool,
 }
 
 struct Node {
@@ -180,10 +177,7 @@ impl Router {
                     if target == Target::Leader {
                         self.leader.store(index + 1, Ordering::Relaxed);
                     }
-                    return Ok(Answered {
-                        value,
-                        after_ambiguous,
-                    });
+                    return Ok(Answered { value });
                 }
                 Ok(Err(status)) => classify(&status),
                 Err(_) => Failure::Ambiguous(format!("no answer within {budget:?}")),

@@ -15,11 +15,12 @@ use openraft::{BasicNode, Raft, RaftTypeConfig};
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 
+use crate::metrics::MetricsLayer;
 use crate::node::Node;
 use crate::raft::network::RAFT_MESSAGE_BYTES_MAX;
 
 /// Builds the gRPC router of a node.
-pub fn router(node: Arc<Node>, client_message_bytes_max: usize) -> Router {
+pub fn router(node: Arc<Node>, client_message_bytes_max: usize) -> Router<tower_layer::Stack<MetricsLayer, tower_layer::Identity>> {
     let ledger = LedgerServer::new(ledger_service::LedgerService::new(node.clone()))
         .max_decoding_message_size(client_message_bytes_max)
         .max_encoding_message_size(client_message_bytes_max);
@@ -31,6 +32,9 @@ pub fn router(node: Arc<Node>, client_message_bytes_max: usize) -> Router {
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     Server::builder()
+        .layer(MetricsLayer {
+            metrics: node.metrics.clone(),
+        })
         .add_service(ledger)
         .add_service(admin)
         .add_service(raft)

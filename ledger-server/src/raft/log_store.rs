@@ -122,6 +122,13 @@ pub fn open_db(path: impl AsRef<Path>, block_cache_mb: usize) -> Result<Arc<DB>,
     Ok(Arc::new(db))
 }
 
+/// Every column family of a node's database: the Raft log's and the state's.
+pub fn column_families() -> impl Iterator<Item = &'static str> {
+    [LOG_CF, META_CF]
+        .into_iter()
+        .chain(STATE_COLUMN_FAMILIES.iter().copied())
+}
+
 /// What is wrong with a stored record.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Corruption {
@@ -180,6 +187,8 @@ pub struct LogStore<C> {
     db: Arc<DB>,
     corrupted: Arc<AtomicBool>,
     poisoned: Arc<AtomicBool>,
+    /// Purges done, for metrics.
+    purges: prometheus_client::metrics::counter::Counter,
     _config: PhantomData<C>,
 }
 
@@ -189,6 +198,7 @@ impl<C> Clone for LogStore<C> {
             db: self.db.clone(),
             corrupted: self.corrupted.clone(),
             poisoned: self.poisoned.clone(),
+            purges: self.purges.clone(),
             _config: PhantomData,
         }
     }
@@ -286,8 +296,15 @@ where
             db,
             corrupted: Arc::new(AtomicBool::new(false)),
             poisoned: Arc::new(AtomicBool::new(false)),
+            purges: Default::default(),
             _config: PhantomData,
         })
+    }
+
+    /// Counts purges into `counter` (a metric).
+    pub fn with_purge_counter(mut self, counter: prometheus_client::metrics::counter::Counter) -> Self {
+        self.purges = counter;
+        self
     }
 
     /// Returns the flag raised (and never lowered) when a stored record fails its checks.
@@ -612,6 +629,9 @@ where
             self.delete_from(&mut batch, log_id.index)?;
             self.write_synced(batch)
         })();
+        if result.is_ok() {
+            self.purges.inc();
+        }
         result.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
@@ -629,6 +649,9 @@ where
             }
             self.write_synced(batch)
         })();
+        if result.is_ok() {
+            self.purges.inc();
+        }
         result.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }

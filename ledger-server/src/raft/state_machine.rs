@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ledger_core::{apply_entry, ApplyCtx, Table};
+
+use crate::metrics::{count_events, StorageCounters};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
@@ -116,6 +118,7 @@ pub struct LedgerStateMachine {
     shared: Arc<Shared>,
     applied: AppliedState,
     receiving: Option<PathBuf>,
+    counters: StorageCounters,
 }
 
 impl LedgerStateMachine {
@@ -140,7 +143,14 @@ impl LedgerStateMachine {
             }),
             applied,
             receiving: None,
+            counters: StorageCounters::default(),
         })
+    }
+
+    /// Counts applied events and snapshots into these metrics.
+    pub fn with_counters(mut self, counters: StorageCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     pub fn db(&self) -> &Arc<DB> {
@@ -151,6 +161,7 @@ impl LedgerStateMachine {
 /// Builds snapshots from a consistent point of the database.
 pub struct LedgerSnapshotBuilder {
     shared: Arc<Shared>,
+    built: prometheus_client::metrics::counter::Counter,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
@@ -163,6 +174,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
         let handle = tokio::fs::File::open(self.shared.dir.join(&file))
             .await
             .map_err(|e| read_snapshot_error(&e))?;
+        self.built.inc();
         tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot built");
         Ok(Snapshot {
             meta,
@@ -260,9 +272,9 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                         log_index: entry.log_id.index,
                         timestamp: request.timestamp,
                     };
-                    LedgerResponse {
-                        results: apply_entry(&mut view, &request.commands, ctx),
-                    }
+                    let results = apply_entry(&mut view, &request.commands, ctx);
+                    count_events(&self.counters.events, &results);
+                    LedgerResponse { results }
                 }
                 EntryPayload::Membership(membership) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -287,6 +299,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         LedgerSnapshotBuilder {
             shared: self.shared.clone(),
+            built: self.counters.snapshots_built.clone(),
         }
     }
 
@@ -340,6 +353,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
+        self.counters.snapshots_installed.inc();
         tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
