@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Heartbeat from the leader to each follower.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
@@ -16,6 +16,8 @@ pub const WRITE_TIMEOUT_MS: u64 = 5_000;
 pub const READ_TIMEOUT_MS: u64 = 2_000;
 /// A leader that has not heard from a quorum for this long refuses new writes at once.
 pub const QUORUM_STALE_MS: u64 = 2 * ELECTION_TIMEOUT_MS_MAX;
+/// RocksDB block cache while restoring a backup (a short-lived process).
+pub const RESTORE_BLOCK_CACHE_MB: usize = 64;
 /// Largest gRPC message a client may send or receive.
 pub const CLIENT_MESSAGE_BYTES_MAX: usize = 16 << 20;
 
@@ -30,8 +32,16 @@ pub enum LogFormat {
 }
 
 #[derive(Clone, Debug, Parser)]
-#[command(name = "ledger-server", version, about = "A Ledger database node")]
+#[command(
+    name = "ledger-server",
+    version,
+    about = "A Ledger database node",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Development mode: a single-node cluster in ./ledger-data, initialized on first start,
     /// gRPC on 127.0.0.1:7000 and HTTP on 127.0.0.1:7001 unless overridden.
     #[arg(long)]
@@ -97,6 +107,32 @@ pub struct Args {
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// Seed an empty data directory from a backup (`ledgerctl backup`) as the only node of a
+    /// new cluster, then exit; start the node on that directory as usual afterwards.
+    Restore(RestoreArgs),
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// An empty (or absent) data directory.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The new node's id.
+    #[arg(long)]
+    pub node_id: u64,
+    /// The new cluster's name.
+    #[arg(long, default_value = "ledger")]
+    pub cluster: String,
+    /// HOST:PORT the node will serve gRPC on (its address in the new membership).
+    #[arg(long)]
+    pub advertise_addr: String,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {

@@ -11,6 +11,7 @@
 //! `node.rs` wires these together; `error.rs` and `grpc/status.rs` hold the one mapping from
 //! errors to gRPC statuses; `metrics.rs` and `http.rs` are what operators watch.
 
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod group_commit;

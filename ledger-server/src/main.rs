@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ledger_server::config::{Args, LogFormat, NodeConfig};
-use ledger_server::node;
+use ledger_server::config::{Args, Command, LogFormat, NodeConfig, RestoreArgs};
+use ledger_server::{backup, node};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -24,6 +24,9 @@ async fn main() -> ExitCode {
     if args.unsafe_skip_idempotency {
         tracing::warn!("negative control: retried transfers are applied again");
         ledger_core::negative_control::skip_idempotency();
+    }
+    if let Some(Command::Restore(restore)) = &args.command {
+        return run_restore(restore).await;
     }
     let config = match NodeConfig::from_args(&args) {
         Ok(config) => config,
@@ -57,4 +60,44 @@ async fn main() -> ExitCode {
     }
     running.shutdown().await;
     ExitCode::SUCCESS
+}
+
+async fn run_restore(r: &RestoreArgs) -> ExitCode {
+    if r.node_id == 0 {
+        eprintln!("ledger-server: --node-id must be 1 or more");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = node::claim_data_dir(&r.data_dir, &r.cluster, r.node_id) {
+        eprintln!("ledger-server: {e}");
+        return ExitCode::FAILURE;
+    }
+    match backup::restore(
+        &r.from,
+        &r.data_dir,
+        r.node_id,
+        &r.advertise_addr,
+        ledger_server::config::RESTORE_BLOCK_CACHE_MB,
+    )
+    .await
+    {
+        Ok(header) => {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "restored": r.data_dir,
+                    "applied_index": header.applied_index,
+                    "state_digest": header.state_digest,
+                    "from_cluster": header.cluster,
+                    "from_node": header.node_id,
+                    "node_id": r.node_id,
+                    "cluster": r.cluster,
+                })
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ledger-server: restore failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -152,6 +152,18 @@ fn check_identity(dir: &Path, expected: &Identity) -> Result<(), StartError> {
     }
 }
 
+/// Marks a new data directory as node `node_id` of cluster `cluster` (as the first start does),
+/// or checks that it already is.
+pub fn claim_data_dir(dir: &Path, cluster: &str, node_id: u64) -> Result<(), StartError> {
+    check_identity(
+        dir,
+        &Identity {
+            cluster: cluster.to_string(),
+            node_id,
+        },
+    )
+}
+
 /// Binds both listeners of a configuration (port 0 picks a free port).
 pub async fn bind(config: &NodeConfig) -> Result<(TcpListener, TcpListener), StartError> {
     let listen = |addr: SocketAddr| async move {

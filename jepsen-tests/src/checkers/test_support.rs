@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{Balance, BetState, History, Kind, MarketState, Op, Process, Recorder};
+use crate::history::{Balance, BetState, History, Kind, Op, Process, Recorder};
 
 /// A balance with the given net, posted only.
 pub fn balance(net: i128) -> Balance {
@@ -87,22 +87,6 @@ pub fn bet_state(id: u128, player: u128, market: u128, selection: u64, stake: u1
     }
 }
 
-/// A settled market as read at the end.
-pub fn settled_market(
-    id: u128,
-    settlement_id: u128,
-    winners: &[u64],
-    voids: &[u64],
-) -> MarketState {
-    MarketState {
-        id,
-        status: "settled".into(),
-        settlement_id,
-        winners: winners.to_vec(),
-        voids: voids.to_vec(),
-    }
-}
-
 pub struct HistoryBuilder {
     recorder: Recorder,
     time_ns: u64,
@@ -128,17 +112,6 @@ impl HistoryBuilder {
 
     pub fn non_negative(&mut self, accounts: &[u128]) -> &mut Self {
         self.recorder.history.setup.non_negative = accounts.to_vec();
-        self
-    }
-
-    pub fn nodes(&mut self, nodes: &[u64]) -> &mut Self {
-        self.recorder.history.setup.nodes = nodes.to_vec();
-        self
-    }
-
-    /// Replaces one account's initial balance.
-    pub fn initial_balance(&mut self, account: u128, balance: Balance) -> &mut Self {
-        self.recorder.history.setup.initial.insert(account, balance);
         self
     }
 

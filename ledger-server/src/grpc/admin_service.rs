@@ -70,8 +70,77 @@ fn check_address(address: &str) -> Result<(), Status> {
     }
 }
 
+/// Bytes per streamed backup chunk.
+const BACKUP_CHUNK_BYTES: usize = 1 << 20;
+
+type BackupStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        _request: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let node = self.node.clone();
+        let work_dir = node.config.data_dir.join("backups");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = work_dir.join(format!("backup-{nanos}.lbk"));
+        let file = path.clone();
+        let header = tokio::task::spawn_blocking(move || {
+            crate::backup::write_backup(
+                &node.db,
+                &node.config.cluster,
+                node.config.node_id,
+                &work_dir,
+                &file,
+            )
+        })
+        .await
+        .map_err(|e| to_status(NodeError::Internal(e.to_string())))?
+        .map_err(|e| to_status(NodeError::Internal(format!("backup failed: {e}"))))?;
+        tracing::info!(
+            applied_index = header.applied_index,
+            bytes = header.snapshot_bytes,
+            "backup taken"
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let result = async {
+                let mut source = tokio::fs::File::open(&path).await?;
+                let mut buffer = vec![0u8; BACKUP_CHUNK_BYTES];
+                loop {
+                    let n = source.read(&mut buffer).await?;
+                    if n == 0 {
+                        return Ok::<(), std::io::Error>(());
+                    }
+                    let chunk = pb::BackupChunk {
+                        data: buffer[..n].to_vec(),
+                    };
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx
+                    .send(Err(to_status(NodeError::Internal(e.to_string()))))
+                    .await;
+            }
+            let _ = tokio::fs::remove_file(&path).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn init(
         &self,
         request: Request<pb::InitRequest>,

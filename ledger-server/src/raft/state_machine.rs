@@ -186,18 +186,35 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
 /// Writes every state record, as of one RocksDB snapshot, into a new snapshot file.
 fn build_snapshot_file(shared: &Shared) -> Result<(SnapshotMeta, String), StorageError> {
     let db = &shared.db;
+    let applied = read_applied(db, ReadOptions::default())?;
+    let id = shared.next_id(applied.last_applied);
+    let file = format!("snapshot-{id}.snap");
+    let (meta, _) = write_snapshot_file(db, &shared.dir.join(&file), id)?;
+    Ok((meta, file))
+}
+
+/// Writes every state record as of one consistent point of `db` into a snapshot file at
+/// `path` (also how a backup is taken). Returns the snapshot's metadata and the ledger's own
+/// metadata (state digest, audit chain) at that point.
+pub fn write_snapshot_file(
+    db: &DB,
+    path: &Path,
+    snapshot_id: String,
+) -> Result<(SnapshotMeta, ledger_core::Meta), StorageError> {
     let point = db.snapshot();
     let mut options = ReadOptions::default();
     options.set_snapshot(&point);
     let applied = read_applied(db, options)?;
+    let ledger_meta = {
+        let view = StateView::at_snapshot(db, &point);
+        ledger_core::read_meta(&view)
+    };
     let meta = SnapshotMeta {
         last_log_id: applied.last_applied,
         last_membership: applied.membership,
-        snapshot_id: shared.next_id(applied.last_applied),
+        snapshot_id,
     };
-    let file = format!("snapshot-{}.snap", meta.snapshot_id);
-    let path = shared.dir.join(&file);
-    let mut writer = SnapshotWriter::create(&path, &meta).map_err(|e| write_snapshot_error(&e))?;
+    let mut writer = SnapshotWriter::create(path, &meta).map_err(|e| write_snapshot_error(&e))?;
     for table in Table::ALL {
         let cf = cf(db, table).map_err(|e| write_snapshot_error(&e))?;
         let mut options = ReadOptions::default();
@@ -210,11 +227,27 @@ fn build_snapshot_file(shared: &Shared) -> Result<(SnapshotMeta, String), Storag
         }
     }
     writer.finish().map_err(|e| write_snapshot_error(&e))?;
-    Ok((meta, file))
+    Ok((meta, ledger_meta))
+}
+
+/// Overwrites the applied log id and membership (a restore seeds a new cluster with its own
+/// membership this way).
+pub fn write_applied(db: &DB, applied: &AppliedState) -> Result<(), StorageError> {
+    let meta_cf = cf(db, Table::Meta).map_err(|e| StorageIOError::write_state_machine(&e))?;
+    let bytes =
+        postcard::to_stdvec(applied).map_err(|e| StorageIOError::write_state_machine(&e))?;
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    db.put_cf_opt(meta_cf, APPLIED_KEY, bytes, &options)
+        .map_err(|e| StorageIOError::write_state_machine(&e).into())
 }
 
 /// Replaces the whole state with the records of a verified snapshot file, atomically.
-fn install_snapshot_file(db: &DB, path: &Path, meta: &SnapshotMeta) -> Result<(), StorageError> {
+pub fn install_snapshot_file(
+    db: &DB,
+    path: &Path,
+    meta: &SnapshotMeta,
+) -> Result<(), StorageError> {
     let mut batch = WriteBatch::default();
     // Every state key is at most 33 bytes long, so this bound is above all of them.
     let end = [0xffu8; 64];

@@ -11,6 +11,7 @@ use ledger_core::{
     Account, AccountFilter, BetActionKind, NewBet, NewMarket, Transfer, TransferFlags,
 };
 
+mod backup;
 mod bench;
 mod cluster;
 mod failover;
@@ -64,6 +65,11 @@ enum Commands {
     },
     /// Check the ledger invariants on every node and that replicas agree.
     Verify,
+    /// Take a consistent online backup of the leader's state into FILE.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Create, read and list accounts.
     Account {
         #[command(subcommand)]
@@ -406,6 +412,12 @@ fn run(cli: Cli) -> Result<(), String> {
             ))
         }
         Commands::Local { command } => local(command, cli.json),
+        Commands::Backup { out } => {
+            let json = cli.json;
+            block_on(Box::pin(
+                async move { backup::run(&endpoints, &out, json).await },
+            ))
+        }
         Commands::Account { command } => data(&endpoints, cli.json, Data::Account(command)),
         Commands::Transfer { command } => data(&endpoints, cli.json, Data::Transfer(command)),
         Commands::History(args) => data(&endpoints, cli.json, Data::History(args)),
