@@ -15,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ledger_client::{Error, LedgerClient, WriteResult};
 use ledger_core::{
-    Account, AccountFlags, BetStatus, MarketResult, NewBet, NewMarket,
-    Settlement, SettlementFlags, SettlementResult, Transfer, ODDS_SCALE,
+    Account, AccountFlags, BetStatus, MarketResult, NewBet, NewMarket, Settlement, SettlementFlags,
+    SettlementResult, Transfer, ODDS_SCALE,
 };
 
 const LEDGER: u32 = 1;
@@ -64,10 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let results = client.create_accounts(accounts).await?;
-    assert!(
-        results.iter().all(|r| r.is_success()),
-        "{results:?}"
-    );
+    assert!(results.iter().all(|r| r.is_success()), "{results:?}");
 
     // 2. Deposits, and a float for the house so it can pay winners.
     let mut deposits: Vec<Transfer> = (0..PLAYERS)
@@ -91,10 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Transfer::default()
     });
     let results = client.create_transfers(deposits).await?;
-    assert!(
-        results.iter().all(|r| r.is_success()),
-        "{results:?}"
-    );
+    assert!(results.iter().all(|r| r.is_success()), "{results:?}");
 
     // 3. A market with two selections: 1 = home win, 2 = away win.
     let new_market = NewMarket {

@@ -401,7 +401,10 @@ where
 }
 
 /// Counts the events of applied commands by kind and outcome.
-pub fn count_events(events: &Family<EventLabels, Counter>, results: &[ledger_core::CommandResults]) {
+pub fn count_events(
+    events: &Family<EventLabels, Counter>,
+    results: &[ledger_core::CommandResults],
+) {
     use ledger_core::CommandResults as R;
     for result in results {
         let (kind, codes): (&'static str, Vec<u32>) = match result {
@@ -416,7 +419,12 @@ pub fn count_events(events: &Family<EventLabels, Counter>, results: &[ledger_cor
         let ok = codes.iter().filter(|c| **c == 0).count() as u64;
         let rejected = codes.len() as u64 - ok;
         if ok > 0 {
-            events.get_or_create(&EventLabels { kind, outcome: "ok" }).inc_by(ok);
+            events
+                .get_or_create(&EventLabels {
+                    kind,
+                    outcome: "ok",
+                })
+                .inc_by(ok);
         }
         if rejected > 0 {
             events

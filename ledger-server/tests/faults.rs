@@ -237,16 +237,6 @@ async fn a_leader_without_its_quorum_fails_writes_fast_and_the_cluster_converges
     }
 }
 
-async fn partition(h: &Harness, node: u64, blocked: &[u64]) {
-    h.admin(node)
-        .await
-        .inject_partition(ledger_client::proto::admin::PartitionRequest {
-            blocked_node_ids: blocked.to_vec(),
-        })
-        .await
-        .expect("inject partition");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_cannot_commit_the_majority_can_and_replicas_converge_after_healing() {
     let h = Harness::start(3, &["--fault-injection"]);

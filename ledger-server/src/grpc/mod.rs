@@ -20,7 +20,10 @@ use crate::node::Node;
 use crate::raft::network::RAFT_MESSAGE_BYTES_MAX;
 
 /// Builds the gRPC router of a node.
-pub fn router(node: Arc<Node>, client_message_bytes_max: usize) -> Router<tower_layer::Stack<MetricsLayer, tower_layer::Identity>> {
+pub fn router(
+    node: Arc<Node>,
+    client_message_bytes_max: usize,
+) -> Router<tower_layer::Stack<MetricsLayer, tower_layer::Identity>> {
     let ledger = LedgerServer::new(ledger_service::LedgerService::new(node.clone()))
         .max_decoding_message_size(client_message_bytes_max)
         .max_encoding_message_size(client_message_bytes_max);

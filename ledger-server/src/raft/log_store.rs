@@ -302,7 +302,10 @@ where
     }
 
     /// Counts purges into `counter` (a metric).
-    pub fn with_purge_counter(mut self, counter: prometheus_client::metrics::counter::Counter) -> Self {
+    pub fn with_purge_counter(
+        mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         self.purges = counter;
         self
     }

@@ -211,3 +211,15 @@ pub async fn converged_digest(h: &Harness, ids: &[u64], timeout: Duration) -> Ve
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Makes node `node` drop the Raft RPCs of `blocked` (needs `--fault-injection`); an empty list
+/// heals it.
+pub async fn partition(h: &Harness, node: u64, blocked: &[u64]) {
+    h.admin(node)
+        .await
+        .inject_partition(ledger_client::proto::admin::PartitionRequest {
+            blocked_node_ids: blocked.to_vec(),
+        })
+        .await
+        .expect("inject partition");
+}

@@ -414,9 +414,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Commands::Local { command } => local(command, cli.json),
         Commands::Backup { out } => {
             let json = cli.json;
-            block_on(Box::pin(
-                async move { backup::run(&endpoints, &out, json).await },
-            ))
+            block_on(Box::pin(async move {
+                backup::run(&endpoints, &out, json).await
+            }))
         }
         Commands::Account { command } => data(&endpoints, cli.json, Data::Account(command)),
         Commands::Transfer { command } => data(&endpoints, cli.json, Data::Transfer(command)),
