@@ -56,6 +56,8 @@ pub struct NodeOptions {
     pub base_port: Option<u16>,
     /// Extra arguments for one node only (the partition harness's `--route`s).
     pub node_args: std::collections::BTreeMap<u64, Vec<String>>,
+    /// Environment variables for every process (`RUST_LOG`, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for NodeOptions {
@@ -65,6 +67,7 @@ impl Default for NodeOptions {
             extra_args: Vec::new(),
             base_port: None,
             node_args: Default::default(),
+            env: Vec::new(),
         }
     }
 }
@@ -216,6 +219,7 @@ impl LocalCluster {
             .arg(&http)
             .args(&self.options.extra_args)
             .args(self.options.node_args.get(&id).into_iter().flatten())
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));

@@ -37,6 +37,7 @@ pub struct Committed {
 
 struct Proposal {
     command: Command,
+    request_id: String,
     reply: oneshot::Sender<Result<Committed, NodeError>>,
 }
 
@@ -58,10 +59,16 @@ impl GroupCommitter {
     pub async fn submit(
         &self,
         command: Command,
+        request_id: String,
         timeout: Duration,
     ) -> Result<Committed, NodeError> {
         let (reply, rx) = oneshot::channel();
-        if let Err(e) = self.tx.try_send(Proposal { command, reply }) {
+        let proposal = Proposal {
+            command,
+            request_id,
+            reply,
+        };
+        if let Err(e) = self.tx.try_send(proposal) {
             return Err(match e {
                 mpsc::error::TrySendError::Full(_) => {
                     self.stats.shed.inc();
@@ -120,12 +127,20 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, stats: GroupCommitCou
 }
 
 async fn propose(raft: &Raft, batch: Vec<Proposal>) {
-    let (commands, replies): (Vec<Command>, Vec<_>) =
-        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let mut commands = Vec::with_capacity(batch.len());
+    let mut request_ids = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for p in batch {
+        commands.push(p.command);
+        request_ids.push(p.request_id);
+        replies.push(p.reply);
+    }
     let count = replies.len();
+    tracing::debug!(?request_ids, "proposing one entry");
     let request = LedgerRequest {
         timestamp: wall_clock_ns(),
         commands,
+        request_ids,
     };
     match raft.client_write(request).await {
         Ok(response) => {

@@ -472,3 +472,70 @@ async fn a_rolling_restart_under_load_keeps_serving_and_loses_nothing() {
     let player = client.lookup_accounts(&[PLAYER]).await.unwrap()[0];
     assert_eq!(player.credits_posted, acknowledged);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_is_followed_from_the_leader_to_the_apply_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = NodeOptions {
+        extra_args: vec!["--log-format".into(), "json".into()],
+        env: vec![("RUST_LOG".into(), "ledger_server=debug,info".into())],
+        ..NodeOptions::default()
+    };
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    let cluster = LocalCluster::start(&server, dir.path(), 3, options).unwrap();
+    cluster.wait_ready(Duration::from_secs(60)).unwrap();
+    let leader_client = connect(cluster.endpoints()).await;
+    open_accounts(&leader_client).await;
+    // Through the raw API, with a request id of our own.
+    let mut raw = None;
+    for endpoint in cluster.endpoints() {
+        let mut grpc = ledger_client::proto::ledger::ledger_client::LedgerClient::connect(endpoint)
+            .await
+            .unwrap();
+        let answer = grpc
+            .create_transfers(ledger_client::proto::ledger::CreateTransfersRequest {
+                transfers: vec![ledger_client::convert::transfer_to_pb(&transfer(77))],
+                request_id: "trace-me-0123".into(),
+            })
+            .await;
+        if let Ok(answer) = answer {
+            raw = Some(answer.into_inner());
+            break;
+        }
+    }
+    let answer = raw.expect("the leader answered");
+    assert_eq!(answer.results, vec![0]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| std::fs::read_to_string(n.data_dir.with_extension("log")).unwrap_or_default())
+            .collect();
+        let applied_everywhere = logs.iter().all(|l| {
+            l.lines()
+                .any(|line| line.contains("trace-me-0123") && line.contains("applied"))
+        });
+        let proposed = logs.iter().any(|l| {
+            l.lines()
+                .any(|line| line.contains("trace-me-0123") && line.contains("proposing"))
+        });
+        if applied_everywhere && proposed {
+            // JSON lines.
+            let line = logs[0]
+                .lines()
+                .find(|l| l.contains("trace-me-0123"))
+                .unwrap();
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{line}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request id not in every node's log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

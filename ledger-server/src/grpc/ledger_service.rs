@@ -13,6 +13,7 @@ use ledger_core::{
 };
 use rocksdb::ReadOptions;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::config::{READ_TIMEOUT_MS, WRITE_TIMEOUT_MS};
 use crate::error::NodeError;
@@ -25,12 +26,43 @@ pub struct LedgerService {
     node: Arc<Node>,
 }
 
+/// Longest request id kept (longer ones are cut).
+const REQUEST_ID_CHARS_MAX: usize = 64;
+
 impl LedgerService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
     }
 
-    async fn write(&self, command: Command) -> Result<Response<pb::WriteResponse>, Status> {
+    /// Proposes one client write and answers its result codes. `request_id` is the client's
+    /// (kept across its retries) or a new one; it names the request in the logs from here to
+    /// the entry's apply on every node.
+    async fn write(
+        &self,
+        command: Command,
+        request_id: String,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let request_id = if request_id.is_empty() {
+            format!("{:016x}", rand::random::<u64>())
+        } else {
+            request_id.chars().take(REQUEST_ID_CHARS_MAX).collect()
+        };
+        let span = tracing::info_span!(
+            "write",
+            request_id = %request_id,
+            operation = command.operation(),
+            events = command.len()
+        );
+        self.write_in_span(command, request_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn write_in_span(
+        &self,
+        command: Command,
+        request_id: String,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
         if command.is_empty() {
             return Err(to_status(NodeError::invalid(
                 "events",
@@ -50,9 +82,13 @@ impl LedgerService {
         let committed = self
             .node
             .committer
-            .submit(command, Duration::from_millis(WRITE_TIMEOUT_MS))
+            .submit(command, request_id, Duration::from_millis(WRITE_TIMEOUT_MS))
             .await
-            .map_err(to_status)?;
+            .map_err(|e| {
+                tracing::debug!(error = %e, "write not committed");
+                to_status(e)
+            })?;
+        tracing::debug!(log_index = committed.log_index, "write committed");
         let results = match committed.results {
             CommandResults::CreateAccounts(r) => r.iter().map(|c| c.code()).collect(),
             CommandResults::CreateTransfers(r) => r.iter().map(|c| c.code()).collect(),
@@ -179,7 +215,8 @@ impl Ledger for LedgerService {
         let r = request.into_inner();
         let events =
             decode_all(&r.accounts, "accounts", convert::account_from_pb).map_err(invalid)?;
-        self.write(Command::CreateAccounts(events)).await
+        self.write(Command::CreateAccounts(events), r.request_id)
+            .await
     }
 
     async fn create_transfers(
@@ -189,7 +226,8 @@ impl Ledger for LedgerService {
         let r = request.into_inner();
         let events =
             decode_all(&r.transfers, "transfers", convert::transfer_from_pb).map_err(invalid)?;
-        self.write(Command::CreateTransfers(events)).await
+        self.write(Command::CreateTransfers(events), r.request_id)
+            .await
     }
 
     async fn create_markets(
@@ -199,7 +237,8 @@ impl Ledger for LedgerService {
         let r = request.into_inner();
         let events =
             decode_all(&r.markets, "markets", convert::new_market_from_pb).map_err(invalid)?;
-        self.write(Command::CreateMarkets(events)).await
+        self.write(Command::CreateMarkets(events), r.request_id)
+            .await
     }
 
     async fn place_bets(
@@ -208,7 +247,7 @@ impl Ledger for LedgerService {
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let r = request.into_inner();
         let events = decode_all(&r.bets, "bets", convert::new_bet_from_pb).map_err(invalid)?;
-        self.write(Command::PlaceBets(events)).await
+        self.write(Command::PlaceBets(events), r.request_id).await
     }
 
     async fn settle_markets(
@@ -218,7 +257,8 @@ impl Ledger for LedgerService {
         let r = request.into_inner();
         let events = decode_all(&r.settlements, "settlements", convert::settlement_from_pb)
             .map_err(invalid)?;
-        self.write(Command::SettleMarkets(events)).await
+        self.write(Command::SettleMarkets(events), r.request_id)
+            .await
     }
 
     async fn bet_actions(
@@ -228,7 +268,7 @@ impl Ledger for LedgerService {
         let r = request.into_inner();
         let events =
             decode_all(&r.actions, "actions", convert::bet_action_from_pb).map_err(invalid)?;
-        self.write(Command::BetActions(events)).await
+        self.write(Command::BetActions(events), r.request_id).await
     }
 
     async fn lookup_accounts(

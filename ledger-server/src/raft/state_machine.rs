@@ -306,6 +306,11 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                         timestamp: request.timestamp,
                     };
                     let results = apply_entry(&mut view, &request.commands, ctx);
+                    tracing::debug!(
+                        log_index = entry.log_id.index,
+                        request_ids = ?request.request_ids,
+                        "applied"
+                    );
                     count_events(&self.counters.events, &results);
                     LedgerResponse { results }
                 }

@@ -14,6 +14,9 @@ pub struct LedgerRequest {
     pub timestamp: u64,
     /// The coalesced commands, applied in order.
     pub commands: Vec<Command>,
+    /// The request id of each command (the client's, or one the leader gave it), so that one
+    /// request can be followed in the logs of every node through proposal and apply.
+    pub request_ids: Vec<String>,
 }
 
 impl std::fmt::Display for LedgerRequest {
