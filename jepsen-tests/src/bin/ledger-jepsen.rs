@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use jepsen_tests::run::{run, RunOptions};
+use jepsen_tests::history::History;
+use jepsen_tests::run::{run, Outcome, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "ledger-jepsen", version, about = "Partition tests for Ledger")]
@@ -51,11 +52,17 @@ enum Command {
         #[arg(long)]
         negative_control: bool,
     },
+    /// Check a recorded history again (history.jsonl of an earlier run) with every checker.
+    Check {
+        /// The history.jsonl file.
+        history: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
-    let Cli {
-        command:
+    let (nodes, workload, nemesis, time_limit, seed, concurrency, out, server, negative_control) =
+        match Cli::parse().command {
+            Command::Check { history } => return check(&history),
             Command::Run {
                 nodes,
                 workload,
@@ -66,8 +73,18 @@ fn main() -> ExitCode {
                 out,
                 server,
                 negative_control,
-            },
-    } = Cli::parse();
+            } => (
+                nodes,
+                workload,
+                nemesis,
+                time_limit,
+                seed,
+                concurrency,
+                out,
+                server,
+                negative_control,
+            ),
+        };
     let server = match server {
         Some(path) => path,
         None => match std::env::current_exe() {
@@ -113,13 +130,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(&options)) {
         Ok(outcome) => {
-            for (name, verdict) in &outcome.verdicts {
-                let mark = if verdict.valid { "valid" } else { "INVALID" };
-                println!("{name:<20} {mark}");
-                for anomaly in verdict.anomalies.iter().take(5) {
-                    println!("    {anomaly}");
-                }
-            }
+            print_verdicts(&outcome);
             println!(
                 "{} ops, workload {}, nemesis {}, seed {}: {} ({})",
                 outcome.ops,
@@ -143,5 +154,44 @@ fn main() -> ExitCode {
             eprintln!("ledger-jepsen: harness failed: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn print_verdicts(outcome: &Outcome) {
+    for (name, verdict) in &outcome.verdicts {
+        let mark = if verdict.valid { "valid" } else { "INVALID" };
+        println!("{name:<20} {mark}");
+        for anomaly in verdict.anomalies.iter().take(5) {
+            println!("    {anomaly}");
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let history = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| History::from_jsonl(&text))
+    {
+        Ok(history) => history,
+        Err(e) => {
+            eprintln!("ledger-jepsen: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = jepsen_tests::run::check(&history);
+    print_verdicts(&outcome);
+    println!(
+        "{} ops: {}",
+        outcome.ops,
+        if outcome.valid {
+            "valid"
+        } else {
+            "ANOMALIES FOUND"
+        }
+    );
+    if outcome.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
