@@ -5,6 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ledger_client::local_cluster::LocalCluster;
+use ledger_client::proto::admin::admin_client::AdminClient;
+use ledger_client::proto::admin::StatusRequest;
 use ledger_client::proto::ledger as pb;
 use ledger_client::proto::ledger::ledger_client::LedgerClient;
 
@@ -41,6 +43,50 @@ async fn try_write(endpoints: &[String], id: u128) -> bool {
     false
 }
 
+/// The leader once every node agrees on it and it says so itself (a restarted node, or a
+/// leader just deposed, may hold a stale view).
+async fn leading_node(cluster: &LocalCluster) -> Result<u64, String> {
+    let deadline = Instant::now() + Duration::from_millis(FAILOVER_TRIAL_TIMEOUT_MS);
+    let mut agreed_before = None;
+    loop {
+        let mut views = Vec::new();
+        for node in &cluster.nodes {
+            let Some(addrs) = node.addrs else { continue };
+            let view = match AdminClient::connect(format!("http://{}", addrs.grpc)).await {
+                Ok(mut admin) => admin.status(StatusRequest {}).await.ok().map(|s| {
+                    let s = s.into_inner();
+                    (
+                        s.has_leader.then_some(s.leader_id),
+                        s.state == "Leader",
+                        node.id,
+                    )
+                }),
+                Err(_) => None,
+            };
+            views.push(view);
+        }
+        let leader = views
+            .iter()
+            .flatten()
+            .find(|(_, leads, _)| *leads)
+            .map(|v| v.2);
+        let agreed = leader.filter(|l| {
+            views
+                .iter()
+                .all(|v| matches!(v, Some((Some(x), _, _)) if x == l))
+        });
+        // The same leader in two polls 200 ms apart.
+        if agreed.is_some() && agreed == agreed_before {
+            return Ok(agreed.expect("checked"));
+        }
+        agreed_before = agreed;
+        if Instant::now() > deadline {
+            return Err("the nodes do not agree on a leader".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn run(dir: &Path, trials: u32, json_out: bool) -> Result<(), String> {
     let mut cluster = LocalCluster::load(dir).map_err(|e| e.to_string())?;
     let endpoints = cluster.endpoints();
@@ -64,16 +110,7 @@ pub async fn run(dir: &Path, trials: u32, json_out: bool) -> Result<(), String> 
     let mut samples = Vec::new();
     let mut next_id = u128::from(std::process::id()) << 64;
     for _ in 0..trials {
-        let leader = crate::bench::find_leader(&endpoints).await?;
-        let node = cluster
-            .nodes
-            .iter()
-            .find(|n| {
-                n.addrs
-                    .is_some_and(|a| leader.ends_with(&a.grpc.to_string()))
-            })
-            .map(|n| n.id)
-            .ok_or_else(|| format!("leader {leader} is not a node of {}", dir.display()))?;
+        let node = leading_node(&cluster).await?;
         cluster.kill(node).map_err(|e| e.to_string())?;
         let killed = Instant::now();
         loop {
