@@ -378,10 +378,19 @@ impl LocalCluster {
     }
 }
 
+/// Waits until a process that is not our child has exited. A dead process whose parent has
+/// not reaped it yet (a zombie) has exited too.
 fn wait_for_exit(pid: u32) {
     let deadline = Instant::now() + Duration::from_millis(NODE_START_TIMEOUT_MS);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+    let running = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    };
+    while running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS / 10));
     }
 }
 

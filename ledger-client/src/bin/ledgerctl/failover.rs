@@ -111,8 +111,8 @@ pub async fn run(dir: &Path, trials: u32, json_out: bool) -> Result<(), String> 
     let mut next_id = u128::from(std::process::id()) << 64;
     for _ in 0..trials {
         let node = leading_node(&cluster).await?;
-        cluster.kill(node).map_err(|e| e.to_string())?;
         let killed = Instant::now();
+        cluster.kill(node).map_err(|e| e.to_string())?;
         loop {
             next_id += 1;
             if try_write(&endpoints, next_id).await {
