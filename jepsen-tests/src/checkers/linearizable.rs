@@ -62,7 +62,7 @@ use super::{Anomalies, Checker, Verdict};
 use crate::history::History;
 
 /// The most search steps spent on one account before its verdict is "unknown".
-pub const SEARCH_STEPS_PER_ACCOUNT_MAX: u64 = 4_000_000;
+pub const SEARCH_STEPS_PER_ACCOUNT_MAX: u64 = 100_000_000;
 
 /// The most acknowledged writes that may be concurrent with one read: their subsets are
 /// enumerated as bits of a `u64`.
