@@ -76,8 +76,8 @@ async fn leading_node(cluster: &LocalCluster) -> Result<u64, String> {
                 .all(|v| matches!(v, Some((Some(x), _, _)) if x == l))
         });
         // The same leader in two polls 200 ms apart.
-        if agreed.is_some() && agreed == agreed_before {
-            return Ok(agreed.expect("checked"));
+        if let Some(leader) = agreed.filter(|_| agreed == agreed_before) {
+            return Ok(leader);
         }
         agreed_before = agreed;
         if Instant::now() > deadline {
