@@ -5,13 +5,15 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Heartbeat from the leader to each follower.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 50;
+/// Heartbeat from the leader to each follower. openraft 0.9 also uses it as the timeout of
+/// every AppendEntries RPC, so it must cover replicating (and fsyncing) a full batch of large
+/// entries: at 50 ms, batches of 8,189 transfers timed out and replication stalled.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
 /// A follower that hears nothing for a random time in this range starts an election. The
 /// maximum is also openraft's leader lease: a follower refuses to vote while it heard from a
 /// leader within it. So a failover takes about one lease plus one more timeout.
-pub const ELECTION_TIMEOUT_MS_MIN: u64 = 300;
-pub const ELECTION_TIMEOUT_MS_MAX: u64 = 600;
+pub const ELECTION_TIMEOUT_MS_MIN: u64 = 400;
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 800;
 /// How long a write may wait for its entry to be applied before the answer is "unknown".
 pub const WRITE_TIMEOUT_MS: u64 = 5_000;
 /// How long a linearizable read may wait to confirm leadership.
@@ -23,7 +25,7 @@ pub const RESTORE_BLOCK_CACHE_MB: usize = 64;
 /// Largest gRPC message a client may send or receive.
 pub const CLIENT_MESSAGE_BYTES_MAX: usize = 16 << 20;
 
-const _: () = assert!(HEARTBEAT_INTERVAL_MS * 6 <= ELECTION_TIMEOUT_MS_MIN);
+const _: () = assert!(HEARTBEAT_INTERVAL_MS * 4 <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(READ_TIMEOUT_MS <= WRITE_TIMEOUT_MS);
 
