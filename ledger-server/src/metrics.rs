@@ -156,37 +156,42 @@ impl Metrics {
             "Events applied by this node's state machine, by kind and outcome",
             storage.events.clone(),
         );
-        registry.register(
-            "ledger_snapshots_built",
-            "Snapshots built",
-            storage.snapshots_built.clone(),
-        );
-        registry.register(
-            "ledger_snapshots_installed",
-            "Snapshots received from the leader and installed",
-            storage.snapshots_installed.clone(),
-        );
-        registry.register(
-            "ledger_log_purges",
-            "Purges of the Raft log behind a snapshot",
-            storage.log_purges.clone(),
-        );
         let group_commit = GroupCommitCounters::default();
-        registry.register(
-            "ledger_group_commit_entries",
-            "Raft entries proposed by group commit",
-            group_commit.entries.clone(),
-        );
-        registry.register(
-            "ledger_group_commit_requests",
-            "Client requests proposed by group commit",
-            group_commit.requests.clone(),
-        );
-        registry.register(
-            "ledger_requests_shed",
-            "Client requests refused because the leader's queue was full",
-            group_commit.shed.clone(),
-        );
+        let counters = [
+            (
+                "ledger_snapshots_built",
+                "Snapshots built",
+                &storage.snapshots_built,
+            ),
+            (
+                "ledger_snapshots_installed",
+                "Snapshots received from the leader and installed",
+                &storage.snapshots_installed,
+            ),
+            (
+                "ledger_log_purges",
+                "Purges of the Raft log behind a snapshot",
+                &storage.log_purges,
+            ),
+            (
+                "ledger_group_commit_entries",
+                "Raft entries proposed by group commit",
+                &group_commit.entries,
+            ),
+            (
+                "ledger_group_commit_requests",
+                "Client requests proposed by group commit",
+                &group_commit.requests,
+            ),
+            (
+                "ledger_requests_shed",
+                "Client requests refused because the leader's queue was full",
+                &group_commit.shed,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "ledger_group_commit_batch_requests",
             "Client requests per proposed Raft entry",
