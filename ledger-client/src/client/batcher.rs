@@ -209,8 +209,8 @@ async fn send_batch<P: Clone + Send + Sync + 'static>(
             send(grpc, events.clone(), request_id.clone())
         })
         .await;
-    let answer = answer.and_then(|answered| {
-        let response = answered.value.into_inner();
+    let answer = answer.and_then(|response| {
+        let response = response.into_inner();
         if response.results.len() == events.len() {
             Ok(response.results)
         } else {

@@ -484,14 +484,14 @@ impl LedgerClient {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut attempt = attempt;
-        let answered = self
+        let response = self
             .inner
             .router
             .call(self.call_deadline(), self.read_target(), |channel| {
                 attempt(grpc(channel))
             })
             .await?;
-        Ok(answered.value.into_inner())
+        Ok(response.into_inner())
     }
 
     fn lookup_request(&self, ids: &[u128]) -> pb::LookupRequest {

@@ -21,11 +21,6 @@ pub(crate) enum Target {
     Any,
 }
 
-/// The answer of a successful call.
-pub(crate) struct Answered<T> {
-    pub value: T,
-}
-
 struct Node {
     /// `http://host:port`, as configured or as learned from a leader hint.
     uri: String,
@@ -137,7 +132,7 @@ impl Router {
         deadline: Instant,
         target: Target,
         mut attempt: F,
-    ) -> Result<Answered<T>, Error>
+    ) -> Result<T, Error>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -177,7 +172,7 @@ impl Router {
                     if target == Target::Leader {
                         self.leader.store(index + 1, Ordering::Relaxed);
                     }
-                    return Ok(Answered { value });
+                    return Ok(value);
                 }
                 Ok(Err(status)) => classify(&status),
                 Err(_) => Failure::Ambiguous(format!("no answer within {budget:?}")),
