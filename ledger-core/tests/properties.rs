@@ -169,6 +169,17 @@ fn run(commands: &[Command]) -> (Vec<CommandResults>, u128, MemoryStore) {
     (results, digest, store)
 }
 
+/// True when a linked chain of the command failed as a whole: its events were rolled back, so a
+/// replay evaluates them afresh against a state the command itself changed (and may, for
+/// example, remember a transient failure the first application did not reach).
+fn a_chain_failed(results: &CommandResults) -> bool {
+    match results {
+        CommandResults::CreateAccounts(r) => r.contains(&AccountResult::LinkedEventFailed),
+        CommandResults::CreateTransfers(r) => r.contains(&TransferResult::LinkedEventFailed),
+        _ => false,
+    }
+}
+
 fn all_succeeded(results: &CommandResults) -> Vec<bool> {
     match results {
         CommandResults::CreateAccounts(r) => r
@@ -226,8 +237,9 @@ proptest! {
         prop_assert_eq!(digest_a, digest_b);
     }
 
-    /// Submitting a command a second time changes nothing, and every event that held the
-    /// first time holds again (as `exists`).
+    /// Submitting a command a second time changes nothing (unless one of its linked chains
+    /// failed: see `a_chain_failed`), and every event that held the first time holds again
+    /// (as `exists`).
     #[test]
     fn replaying_a_command_changes_nothing(commands in prop::collection::vec(command_strategy(false), 1..30)) {
         let (mut store, mut index) = funded_store();
@@ -237,7 +249,9 @@ proptest! {
             let digest = read_meta(&store).digest;
             let replay = apply(&mut store, command, ApplyCtx { log_index: index + 2, ..ctx });
             index += 2;
-            prop_assert_eq!(read_meta(&store).digest, digest, "replay of {:?} changed the state", command);
+            if !a_chain_failed(&first) {
+                prop_assert_eq!(read_meta(&store).digest, digest, "replay of {:?} changed the state", command);
+            }
             for (a, b) in all_succeeded(&first).iter().zip(all_succeeded(&replay)) {
                 prop_assert!(!*a || b, "{:?}: first {:?}, replay {:?}", command, first, replay);
             }
