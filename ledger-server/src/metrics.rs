@@ -405,24 +405,27 @@ where
     }
 }
 
-/// Counts the events of applied commands by kind and outcome.
+/// Counts the events of applied commands by kind and outcome (success is code 0 in every
+/// result enum). Runs on every node for every entry, so it allocates nothing.
 pub fn count_events(
     events: &Family<EventLabels, Counter>,
     results: &[ledger_core::CommandResults],
 ) {
     use ledger_core::CommandResults as R;
+    fn tally<T: Copy>(results: &[T], code: impl Fn(T) -> u32) -> (u64, u64) {
+        let ok = results.iter().filter(|r| code(**r) == 0).count() as u64;
+        (ok, results.len() as u64 - ok)
+    }
     for result in results {
-        let (kind, codes): (&'static str, Vec<u32>) = match result {
-            R::CreateAccounts(r) => ("account", r.iter().map(|c| c.code()).collect()),
-            R::CreateTransfers(r) => ("transfer", r.iter().map(|c| c.code()).collect()),
-            R::CreateMarkets(r) => ("market", r.iter().map(|c| c.code()).collect()),
-            R::PlaceBets(r) => ("bet", r.iter().map(|c| c.code()).collect()),
-            R::SettleMarkets(r) => ("settlement", r.iter().map(|c| c.code()).collect()),
-            R::BetActions(r) => ("bet_action", r.iter().map(|c| c.code()).collect()),
+        let (kind, (ok, rejected)) = match result {
+            R::CreateAccounts(r) => ("account", tally(r, |c| c.code())),
+            R::CreateTransfers(r) => ("transfer", tally(r, |c| c.code())),
+            R::CreateMarkets(r) => ("market", tally(r, |c| c.code())),
+            R::PlaceBets(r) => ("bet", tally(r, |c| c.code())),
+            R::SettleMarkets(r) => ("settlement", tally(r, |c| c.code())),
+            R::BetActions(r) => ("bet_action", tally(r, |c| c.code())),
             R::Rejected(_) => continue,
         };
-        let ok = codes.iter().filter(|c| **c == 0).count() as u64;
-        let rejected = codes.len() as u64 - ok;
         if ok > 0 {
             events
                 .get_or_create(&EventLabels {
