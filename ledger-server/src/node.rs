@@ -19,7 +19,7 @@ use tokio_stream::StreamExt;
 
 use crate::config::{
     NodeConfig, CLIENT_MESSAGE_BYTES_MAX, ELECTION_TIMEOUT_MS_MAX, ELECTION_TIMEOUT_MS_MIN,
-    HEARTBEAT_INTERVAL_MS, QUORUM_STALE_MS,
+    HEARTBEAT_INTERVAL_MS, QUORUM_STALE_MS, RAFT_PAYLOAD_ENTRIES_MAX,
 };
 use crate::error::NodeError;
 use crate::group_commit::GroupCommitter;
@@ -236,6 +236,9 @@ pub async fn start(
         election_timeout_max: ELECTION_TIMEOUT_MS_MAX,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
         max_in_snapshot_log_to_keep: config.snapshot_logs.min(1_000),
+        // openraft 0.9 gives every AppendEntries the heartbeat interval as its timeout: keep
+        // each one small enough to finish in it, or a follower catching up never does.
+        max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
         ..Default::default()
     }
     .validate()
