@@ -1,17 +1,29 @@
 //! Byte encodings of keys and values: what RocksDB stores and what the digest hashes.
 //!
 //! Keys are big-endian so that byte order equals [`Key`] order (range scans by account and
-//! time work on the raw bytes). Values are fixed-width little-endian fields with a leading
-//! format version byte, so a future layout can be told apart. The table is not part of the
-//! key bytes: each table is its own column family.
+//! time work on the raw bytes; audit records by log index). Values are fixed-width
+//! little-endian fields with a leading format version byte, so a future layout can be told
+//! apart (the meta record is at version 2 since its audit chain head became 32 bytes). The
+//! table is not part of the key bytes: each table is its own column family.
 
 use crate::account::{Account, AccountFlags, Balances};
 use crate::bet::{Bet, BetStatus, Market, MarketStatus, Settlement, SettlementFlags};
-use crate::store::{AccountEntry, EntryKind, Key, Meta, ObjectKind, Table, Value};
+use crate::store::{AccountEntry, AuditRecord, EntryKind, Key, Meta, ObjectKind, Table, Value};
 use crate::transfer::{PendingStatus, Transfer, TransferFlags};
 
-/// Version byte at the start of every encoded value.
+/// Version byte at the start of every encoded value (except the meta record's).
 const VALUE_FORMAT_VERSION: u8 = 1;
+/// Version byte of the meta record: 2 since the audit chain head is 32 bytes of SHA-256
+/// (version 1 held a 16-byte xxh3 chain, whose links cannot be carried over).
+const META_FORMAT_VERSION: u8 = 2;
+
+/// Returns the version byte that starts the values of `table`.
+const fn format_version(table: Table) -> u8 {
+    match table {
+        Table::Meta => META_FORMAT_VERSION,
+        _ => VALUE_FORMAT_VERSION,
+    }
+}
 
 /// A stored key or value could not be decoded: the bytes are damaged or not ours.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +87,7 @@ pub fn encode_key(key: &Key, out: &mut Vec<u8>) {
             out.extend_from_slice(&selection_id.to_be_bytes());
         }
         Key::Meta => out.push(0),
+        Key::Audit(log_index) => out.extend_from_slice(&log_index.to_be_bytes()),
     }
 }
 
@@ -125,6 +138,7 @@ pub fn decode_key(table: Table, bytes: &[u8]) -> Result<Key, DecodeError> {
             r.u8()?;
             Key::Meta
         }
+        Table::Audit => Key::Audit(r.u64_be()?),
     };
     r.finish()?;
     Ok(key)
@@ -132,7 +146,7 @@ pub fn decode_key(table: Table, bytes: &[u8]) -> Result<Key, DecodeError> {
 
 /// Appends the value's bytes to `out`.
 pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
-    out.push(VALUE_FORMAT_VERSION);
+    out.push(format_version(value.table()));
     match value {
         Value::Account(a) => {
             put_u128(out, a.id);
@@ -228,7 +242,13 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             put_u64(out, m.last_timestamp);
             put_u64(out, m.last_log_index);
             put_u128(out, m.digest);
-            put_u128(out, m.chain);
+            out.extend_from_slice(&m.chain);
+        }
+        Value::Audit(a) => {
+            out.extend_from_slice(&a.link);
+            out.extend_from_slice(&a.entry_hash);
+            put_u128(out, a.digest);
+            put_u64(out, a.timestamp);
         }
     }
 }
@@ -243,8 +263,12 @@ pub fn value_bytes(value: &Value) -> Vec<u8> {
 /// Decodes a value of `table` from its bytes.
 pub fn decode_value(table: Table, bytes: &[u8]) -> Result<Value, DecodeError> {
     let mut r = Reader::new(table, bytes);
-    if r.u8()? != VALUE_FORMAT_VERSION {
-        return Err(r.error("unknown value format version"));
+    match r.u8()? {
+        version if version == format_version(table) => {}
+        1 if table == Table::Meta => {
+            return Err(r.error("meta record of an older release (16-byte audit chain)"));
+        }
+        _ => return Err(r.error("unknown value format version")),
     }
     let value = match table {
         Table::Accounts => Value::Account(Account {
@@ -369,7 +393,13 @@ pub fn decode_value(table: Table, bytes: &[u8]) -> Result<Value, DecodeError> {
             last_timestamp: r.u64()?,
             last_log_index: r.u64()?,
             digest: r.u128()?,
-            chain: r.u128()?,
+            chain: r.take()?,
+        }),
+        Table::Audit => Value::Audit(AuditRecord {
+            link: r.take()?,
+            entry_hash: r.take()?,
+            digest: r.u128()?,
+            timestamp: r.u64()?,
         }),
     };
     r.finish()?;

@@ -3,6 +3,7 @@
 //! message on the first difference.
 
 use crate::account::{Account, AccountFlags};
+use crate::audit::verify_audit;
 use crate::command::{ApplyCtx, Command, CommandResults};
 use crate::digest::full_digest;
 use crate::memory_store::MemoryStore;
@@ -160,8 +161,14 @@ pub fn for_each_visits_one_table(store: &mut impl Store) {
     );
 }
 
+/// Returns every audit record of the store, in index order (by a range scan, as
+/// `verify_audit` reads them).
+fn audit_records(store: &impl Store) -> Vec<(Key, Value)> {
+    store.scan(&Key::Audit(0), &Key::Audit(u64::MAX), false, usize::MAX)
+}
+
 /// The same commands give the same results, state digest and audit chain as on the in-memory
-/// store.
+/// store, and the same audit records, which a range scan returns in log index order.
 pub fn apply_matches_memory_store(store: &mut impl Store) {
     let mut reference = MemoryStore::new();
     let history = AccountFlags::HISTORY;
@@ -205,10 +212,13 @@ pub fn apply_matches_memory_store(store: &mut impl Store) {
             transfer(16, 2, 1, 900, TransferFlags::default(), 0, 0),
         ]),
     ];
+    // Gaps stand for Raft entries that carry no command; 255 and 256 order differently as
+    // little-endian bytes.
+    let log_indices = [1u64, 255, 256];
     let mut timestamp = 1_000_000_000u64;
     for (index, command) in commands.iter().enumerate() {
         let ctx = ApplyCtx {
-            log_index: index as u64 + 1,
+            log_index: log_indices[index],
             timestamp,
         };
         let expected: CommandResults = apply(&mut reference, command, ctx);
@@ -223,4 +233,15 @@ pub fn apply_matches_memory_store(store: &mut impl Store) {
     }
     assert_eq!(full_digest(store), full_digest(&reference));
     assert_eq!(full_digest(store), read_meta(store).digest);
+    let records = audit_records(store);
+    let keys: Vec<Key> = records.iter().map(|(key, _)| *key).collect();
+    assert_eq!(
+        keys,
+        log_indices.map(Key::Audit),
+        "audit keys in index order"
+    );
+    assert_eq!(records, audit_records(&reference), "audit records");
+    let report = verify_audit(store).unwrap_or_else(|e| panic!("audit chain: {e}"));
+    assert_eq!(report.head, read_meta(store).chain);
+    assert_eq!(report.records, log_indices.len() as u64);
 }

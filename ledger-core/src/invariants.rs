@@ -9,6 +9,7 @@
 //! - The running digest in [`crate::Meta`] equals the digest recomputed from every record.
 //!
 //! Used by the property tests and by the server's `Verify` admin call (`ledgerctl verify`).
+//! The audit chain is checked separately, by [`crate::verify_audit`] (`audit.rs`).
 
 use std::collections::BTreeMap;
 

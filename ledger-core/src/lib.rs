@@ -9,12 +9,17 @@
 //!   applied.
 //! - `query.rs`: reads. `invariants.rs`: the whole-state checker.
 //! - `store.rs`: the storage seam; `memory_store.rs` its in-memory implementation;
-//!   `codec.rs` the byte encodings RocksDB stores; `digest.rs` the state digest and audit chain.
+//!   `codec.rs` the byte encodings RocksDB stores.
+//! - `digest.rs`: the state digest (an order-independent sum over the ledger's records) and the
+//!   audit chain (SHA-256 links, each over the previous link, an entry's commands and the state
+//!   digest after it). `audit.rs`: [`verify_audit`], which checks the chain link by link
+//!   against the audit table (one record per applied entry) and the state.
 //! - `conformance.rs`: the test suite every [`Store`] implementation must pass.
 //!
 //! This crate does no I/O and reads no clock: the same log gives the same state everywhere.
 
 pub mod account;
+pub mod audit;
 pub mod bet;
 mod bets;
 pub mod codec;
@@ -34,6 +39,7 @@ pub mod store;
 pub mod transfer;
 
 pub use account::{Account, AccountFlags, Balances};
+pub use audit::{audit_link_at, verify_audit, AuditReport};
 pub use bet::{
     Bet, BetAction, BetActionKind, BetStatus, Market, MarketStatus, NewBet, NewMarket, Settlement,
     SettlementFlags, ODDS_SCALE,
@@ -49,5 +55,5 @@ pub use result::{
     AccountResult, BetActionResult, BetResult, MarketResult, SettlementResult, TransferResult,
 };
 pub use state_machine::{apply, apply_entry, read_meta};
-pub use store::{Key, Meta, Store, Table, Value};
+pub use store::{AuditRecord, Key, Meta, Store, Table, Value};
 pub use transfer::{PendingStatus, Transfer, TransferFlags};

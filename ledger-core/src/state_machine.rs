@@ -1,9 +1,11 @@
 //! `apply`: the deterministic state machine every replica runs on every committed entry.
 //!
-//! Data flow of one command: [`apply`] opens an [`Engine`] over the store (reading [`Meta`]),
-//! expires pending transfers whose timeout has passed by cluster time, runs each event through
-//! its validator (`create_account.rs`, `create_transfer.rs`, `bets.rs`), and finally writes the
-//! new [`Meta`]: last timestamp, last log index, the running state digest and the audit chain.
+//! Data flow of one entry: [`apply_entry`] hashes the entry's commands for the audit chain,
+//! opens an `Engine` over the store (reading [`Meta`]), expires pending transfers whose
+//! timeout has passed by cluster time, runs each event of each command through its validator
+//! (`create_account.rs`, `create_transfer.rs`, `bets.rs`), and finally writes the new [`Meta`]
+//! (last timestamp, last log index, the running state digest and the head of the audit chain)
+//! and the entry's [`AuditRecord`].
 //!
 //! Every write goes through the engine, which keeps an undo log (so a failed event or linked
 //! chain leaves no trace) and the running digest. Nothing here reads a clock or draws a random
@@ -12,9 +14,9 @@
 use crate::account::Account;
 use crate::bet::{Bet, Market, Settlement};
 use crate::command::{ApplyCtx, Command, CommandRejection, CommandResults, EVENTS_PER_BATCH_MAX};
-use crate::digest::{chain_next, RecordHasher};
+use crate::digest::{chain_next, entry_hash, RecordHasher};
 use crate::result::{AccountResult, TransferResult};
-use crate::store::{AccountEntry, EntryKind, Key, Meta, ObjectKind, Store, Value};
+use crate::store::{AccountEntry, AuditRecord, EntryKind, Key, Meta, ObjectKind, Store, Value};
 use crate::transfer::{PendingStatus, Transfer};
 
 /// Applies one command to the state and returns one result per event.
@@ -29,18 +31,22 @@ pub fn apply<S: Store>(store: &mut S, command: &Command, ctx: ApplyCtx) -> Comma
 
 /// Applies the commands of one log entry in order (the server coalesces concurrent client
 /// requests into one entry: group commit) and returns the results of each.
+///
+/// The entry extends the audit chain by one link, over the hash of its commands and the state
+/// it leaves, recorded under `Key::Audit(ctx.log_index)`.
 pub fn apply_entry<S: Store>(
     store: &mut S,
     commands: &[Command],
     ctx: ApplyCtx,
 ) -> Vec<CommandResults> {
+    let entry_hash = entry_hash(commands);
     let mut engine = Engine::begin(store, ctx);
     engine.expire_pending();
     let results = commands
         .iter()
         .map(|command| engine.run_command(command))
         .collect();
-    engine.finish(ctx);
+    engine.finish(ctx, entry_hash);
     results
 }
 
@@ -119,7 +125,10 @@ impl<'s, S: Store> Engine<'s, S> {
         }
     }
 
-    fn finish(mut self, ctx: ApplyCtx) {
+    /// Writes the bookkeeping of the entry: the new [`Meta`] and the entry's audit record.
+    /// Both go straight to the store, outside the undo log and the digest, which cover only
+    /// the ledger's own records.
+    fn finish(mut self, ctx: ApplyCtx, entry_hash: [u8; 32]) {
         self.meta.last_timestamp = self.cursor - 1;
         self.meta.last_log_index = ctx.log_index;
         self.meta.chain = chain_next(
@@ -127,8 +136,18 @@ impl<'s, S: Store> Engine<'s, S> {
             ctx.log_index,
             self.meta.last_timestamp,
             self.meta.digest,
+            entry_hash,
         );
         self.store.put(Key::Meta, Value::Meta(self.meta));
+        self.store.put(
+            Key::Audit(ctx.log_index),
+            Value::Audit(AuditRecord {
+                link: self.meta.chain,
+                entry_hash,
+                digest: self.meta.digest,
+                timestamp: self.meta.last_timestamp,
+            }),
+        );
     }
 
     /// Returns the next timestamp to be assigned (the current cluster time).

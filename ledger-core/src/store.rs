@@ -5,6 +5,10 @@
 //! the server implements the same trait on RocksDB, one column family per [`Table`], with the
 //! byte encodings of `codec.rs` (big-endian keys, so ordered scans follow the key order).
 //! Both must pass `ledger_core::conformance`.
+//!
+//! Two tables are the state machine's own bookkeeping rather than ledger state, and stay out of
+//! the state digest: [`Table::Meta`] (one [`Meta`] record: time, applied index, digest, head of
+//! the audit chain) and [`Table::Audit`] (one [`AuditRecord`] per applied entry, by log index).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +32,13 @@ pub enum Table {
     Settlements = 11,
     /// Bookkeeping of the state machine itself ([`Meta`]); not part of the digest.
     Meta = 12,
+    /// One [`AuditRecord`] per applied log entry, by log index; not part of the digest.
+    Audit = 13,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    /// Every table, in the order of their numbers.
+    pub const ALL: [Table; 13] = [
         Table::Accounts,
         Table::Transfers,
         Table::Pending,
@@ -44,6 +51,7 @@ impl Table {
         Table::Liabilities,
         Table::Settlements,
         Table::Meta,
+        Table::Audit,
     ];
 
     /// Returns the column family name of the table.
@@ -61,6 +69,7 @@ impl Table {
             Table::Liabilities => "liabilities",
             Table::Settlements => "settlements",
             Table::Meta => "state_meta",
+            Table::Audit => "audit",
         }
     }
 
@@ -68,10 +77,15 @@ impl Table {
     pub const fn ordered(self) -> bool {
         matches!(
             self,
-            Table::Accounts | Table::Expiries | Table::AccountEntries | Table::MarketBets
+            Table::Accounts
+                | Table::Expiries
+                | Table::AccountEntries
+                | Table::MarketBets
+                | Table::Audit
         )
     }
 
+    /// Returns the table numbered `n`, if there is one.
     pub fn from_u8(n: u8) -> Option<Table> {
         Table::ALL.iter().copied().find(|t| *t as u8 == n)
     }
@@ -122,6 +136,8 @@ pub enum Key {
     },
     Settlement(u128),
     Meta,
+    /// The audit record of the log entry at this index.
+    Audit(u64),
 }
 
 impl Key {
@@ -139,6 +155,7 @@ impl Key {
             Key::Liability { .. } => Table::Liabilities,
             Key::Settlement(_) => Table::Settlements,
             Key::Meta => Table::Meta,
+            Key::Audit(_) => Table::Audit,
         }
     }
 }
@@ -167,11 +184,28 @@ pub struct Meta {
     pub last_timestamp: u64,
     /// The log index of the last applied command.
     pub last_log_index: u64,
-    /// Order-independent hash of every record outside [`Table::Meta`] (see `digest.rs`).
+    /// Order-independent hash of every record outside [`Table::Meta`] and [`Table::Audit`]
+    /// (see `digest.rs`).
     pub digest: u128,
-    /// Audit chain over every applied log entry: `H(previous link, log index, last timestamp,
-    /// state digest after the entry)` (see `digest::chain_next`).
-    pub chain: u128,
+    /// Head of the audit chain: the link of the last applied entry, all zeros before the first.
+    /// Each link is SHA-256 over the previous link, the entry's log index and last timestamp,
+    /// the state digest after it and the hash of its commands (see `digest::chain_next`); the
+    /// link of every entry is kept in [`Table::Audit`].
+    pub chain: [u8; 32],
+}
+
+/// What the audit table keeps of one applied log entry: enough to recompute its link from the
+/// previous one, so the whole chain can be checked link by link (see `audit.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The entry's link of the audit chain (what [`Meta::chain`] held after the entry).
+    pub link: [u8; 32],
+    /// SHA-256 of the entry's commands (see `digest::entry_hash`).
+    pub entry_hash: [u8; 32],
+    /// The state digest after the entry.
+    pub digest: u128,
+    /// The last cluster timestamp assigned when the entry was applied.
+    pub timestamp: u64,
 }
 
 /// The value of a record; the variant always matches the key's table.
@@ -189,6 +223,7 @@ pub enum Value {
     Liability(u128),
     Settlement(Settlement),
     Meta(Meta),
+    Audit(AuditRecord),
 }
 
 impl Value {
@@ -206,6 +241,7 @@ impl Value {
             Value::Liability(_) => Table::Liabilities,
             Value::Settlement(_) => Table::Settlements,
             Value::Meta(_) => Table::Meta,
+            Value::Audit(_) => Table::Audit,
         }
     }
 }

@@ -153,7 +153,7 @@ fn funded_store() -> (MemoryStore, u64) {
     (store, 1)
 }
 
-/// Runs commands with cluster time moving on by 0.7 s each; returns results and digest.
+/// Runs commands with cluster time moving on by 0.7 s each; returns results, digest and store.
 fn run(commands: &[Command]) -> (Vec<CommandResults>, u128, MemoryStore) {
     let (mut store, mut index) = funded_store();
     let mut results = Vec::new();
@@ -214,7 +214,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Conservation per ledger, flags, balances as the fold of transfers, bet holds and
-    /// liabilities, and the running digest: after every single command.
+    /// liabilities, and the running digest: after every single command. At the end, the audit
+    /// chain verifies with one record per entry.
     #[test]
     fn invariants_hold_after_every_command(commands in prop::collection::vec(command_strategy(true), 1..40)) {
         let (mut store, mut index) = funded_store();
@@ -226,15 +227,23 @@ proptest! {
                 prop_assert!(false, "after {:?}: {:?}", command, violations);
             }
         }
+        match verify_audit(&store) {
+            Ok(report) => {
+                prop_assert_eq!(report.records, index);
+                prop_assert_eq!(report.head, read_meta(&store).chain);
+            }
+            Err(e) => prop_assert!(false, "audit chain: {}", e),
+        }
     }
 
-    /// The same commands give the same results and the same digest.
+    /// The same commands give the same results, the same digest and the same audit chain.
     #[test]
     fn apply_is_deterministic(commands in prop::collection::vec(command_strategy(true), 1..30)) {
-        let (results_a, digest_a, _) = run(&commands);
-        let (results_b, digest_b, _) = run(&commands);
+        let (results_a, digest_a, store_a) = run(&commands);
+        let (results_b, digest_b, store_b) = run(&commands);
         prop_assert_eq!(results_a, results_b);
         prop_assert_eq!(digest_a, digest_b);
+        prop_assert_eq!(read_meta(&store_a).chain, read_meta(&store_b).chain);
     }
 
     /// Submitting a command a second time changes nothing (unless one of its linked chains
