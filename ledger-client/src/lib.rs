@@ -12,4 +12,6 @@ pub mod convert;
 pub mod local_cluster;
 pub mod proto;
 
-pub use client::{BatchStats, ClientConfig, Error, LedgerClient, WriteResult};
+pub use client::{
+    AuthChannel, BatchStats, ClientConfig, Credentials, Error, LedgerClient, WriteResult,
+};

@@ -79,6 +79,10 @@ fn hex(v: u128) -> String {
     format!("{v:032x}")
 }
 
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Writes a backup of the node's current state to `out` (through a temporary snapshot file in
 /// `work_dir`).
 pub fn write_backup(
@@ -104,7 +108,7 @@ pub fn write_backup(
             applied_index: meta.last_log_id.map(|l| l.index).unwrap_or(0),
             applied_term: meta.last_log_id.map(|l| l.leader_id.term).unwrap_or(0),
             state_digest: hex(ledger.digest),
-            audit_chain: hex(ledger.chain),
+            audit_chain: hex_bytes(&ledger.chain),
             snapshot_bytes,
             meta,
         };

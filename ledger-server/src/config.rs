@@ -105,6 +105,32 @@ pub struct Args {
     #[arg(long)]
     pub fault_injection: bool,
 
+    /// This node's TLS certificate (PEM). With --tls-key and --tls-ca, the gRPC port speaks
+    /// only TLS and peers must present a certificate from the CA (docs/security.md).
+    #[arg(long, env = "LEDGER_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// This node's TLS private key (PEM).
+    #[arg(long, env = "LEDGER_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+
+    /// The cluster CA certificate (PEM): signs every node's certificate.
+    #[arg(long, env = "LEDGER_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Tokens and their roles (JSON, see docs/security.md). Without it, client calls are not
+    /// authenticated.
+    #[arg(long, env = "LEDGER_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Client calls served at once by this node; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "LEDGER_MAX_REQUESTS_IN_FLIGHT",
+        default_value_t = crate::security::limits::REQUESTS_IN_FLIGHT_MAX
+    )]
+    pub max_requests_in_flight: usize,
+
     /// Negative control of the partition harness: apply retried transfers again (breaks
     /// exactly-once on purpose). Exists only in builds with the `negative-control` feature.
     #[cfg(feature = "negative-control")]
@@ -174,6 +200,9 @@ pub struct NodeConfig {
     pub snapshot_logs: u64,
     pub block_cache_mb: usize,
     pub fault_injection: bool,
+    pub tls: Option<crate::security::tls::TlsFiles>,
+    pub auth_file: Option<PathBuf>,
+    pub limits: crate::security::limits::Limits,
 }
 
 impl NodeConfig {
@@ -216,6 +245,18 @@ impl NodeConfig {
         if args.snapshot_logs == 0 {
             return Err("--snapshot-logs must be 1 or more".into());
         }
+        if args.max_requests_in_flight == 0 {
+            return Err("--max-requests-in-flight must be 1 or more".into());
+        }
+        let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(crate::security::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            (None, None, None) => None,
+            _ => return Err("--tls-cert, --tls-key and --tls-ca go together".into()),
+        };
         Ok(Self {
             node_id,
             cluster: args.cluster.clone(),
@@ -228,6 +269,12 @@ impl NodeConfig {
             snapshot_logs: args.snapshot_logs,
             block_cache_mb: args.block_cache_mb,
             fault_injection: args.fault_injection,
+            tls,
+            auth_file: args.auth_file.clone(),
+            limits: crate::security::limits::Limits {
+                total: args.max_requests_in_flight,
+                ..Default::default()
+            },
         })
     }
 }

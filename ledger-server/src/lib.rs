@@ -8,6 +8,8 @@
 //! - `raft/state_machine.rs`: applied by ledger-core on every node, and written to RocksDB
 //!   (`storage/state_store.rs`) in one batch with the applied index.
 //!
+//! Before any of that, `security/` checks the caller: TLS, token and role, limits.
+//!
 //! `node.rs` wires these together; `error.rs` and `grpc/status.rs` hold the one mapping from
 //! errors to gRPC statuses; `metrics.rs` and `http.rs` are what operators watch.
 
@@ -21,4 +23,5 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod raft;
+pub mod security;
 pub mod storage;

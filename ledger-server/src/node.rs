@@ -29,6 +29,8 @@ use crate::raft::log_store::{open_db, LogStore};
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::LedgerStateMachine;
 use crate::raft::types::Raft;
+use crate::security::auth::{AuthLayer, Authenticator};
+use crate::security::tls::TlsSettings;
 
 /// Who a data directory belongs to, written on first start and checked on every start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +51,8 @@ pub enum StartError {
     Raft(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: SocketAddr, reason: String },
+    #[error("security settings: {0}")]
+    Security(String),
 }
 
 /// Everything a request handler needs.
@@ -206,6 +210,27 @@ pub async fn start(
         },
     )?;
 
+    // Security settings are read before anything else is opened: a bad file stops the start.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsSettings::load)
+        .transpose()
+        .map_err(StartError::Security)?;
+    let auth = AuthLayer {
+        tokens: config
+            .auth_file
+            .as_deref()
+            .map(Authenticator::load)
+            .transpose()
+            .map_err(StartError::Security)?
+            .map(Arc::new),
+        peers_need_certificate: tls.is_some(),
+    };
+    if auth.tokens.is_some() && tls.is_none() {
+        tracing::warn!("--auth-file without TLS: tokens cross the network in clear text");
+    }
+
     let db = open_db(config.data_dir.join("db"), config.block_cache_mb)
         .map_err(|e| StartError::Storage(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
@@ -244,7 +269,8 @@ pub async fn start(
     .validate()
     .map_err(|e| StartError::Raft(e.to_string()))?;
     let network = NetworkFactory::new(config.cluster.clone(), config.node_id)
-        .with_routes(config.routes.iter().cloned());
+        .with_routes(config.routes.iter().cloned())
+        .with_tls(tls.as_ref().map(TlsSettings::peer_client_config));
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -292,7 +318,8 @@ pub async fn start(
 
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
-    let grpc = crate::grpc::router(node.clone(), CLIENT_MESSAGE_BYTES_MAX);
+    let grpc = crate::grpc::router(node.clone(), CLIENT_MESSAGE_BYTES_MAX, tls.as_ref(), auth)
+        .map_err(|e| StartError::Security(format!("TLS: {e}")))?;
     let mut grpc_stop = stopped.clone();
     servers.push(tokio::spawn(async move {
         // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (~40 ms).

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::credentials::AuthChannel;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tonic::transport::Channel;
 
 use super::error::Error;
 use super::router::{Router, Target};
@@ -33,7 +33,7 @@ pub(crate) type SendFuture =
     Pin<Box<dyn Future<Output = Result<tonic::Response<pb::WriteResponse>, tonic::Status>> + Send>>;
 
 /// Sends one request of a kind: the events and a request id (for tracing only).
-pub(crate) type SendFn<P> = fn(Grpc<Channel>, Vec<P>, String) -> SendFuture;
+pub(crate) type SendFn<P> = fn(Grpc<AuthChannel>, Vec<P>, String) -> SendFuture;
 
 /// What a call gets back: its own slice of the result codes.
 #[derive(Debug)]

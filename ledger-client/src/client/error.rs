@@ -87,6 +87,10 @@ pub(crate) fn classify(status: &Status) -> Failure {
         Code::FailedPrecondition if message.starts_with("LEDGER_NOT_INITIALIZED") => {
             Failure::Refused(message.to_string())
         }
+        // An oversized request is refused for what it is: sending it again cannot succeed.
+        Code::ResourceExhausted if message.contains("request too large") => {
+            Failure::Fatal(Error::InvalidArgument(message.to_string()))
+        }
         Code::ResourceExhausted => Failure::Refused(message.to_string()),
         Code::Unavailable if message.starts_with("LEDGER_") => {
             Failure::Refused(message.to_string())

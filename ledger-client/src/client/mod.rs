@@ -59,6 +59,7 @@
 //! ```
 
 mod batcher;
+mod credentials;
 mod error;
 mod router;
 
@@ -71,10 +72,10 @@ use ledger_core::{
     BetResult, Market, MarketResult, NewBet, NewMarket, PendingStatus, Settlement,
     SettlementResult, Transfer, TransferFlags, TransferResult, EVENTS_PER_BATCH_MAX,
 };
-use tonic::transport::Channel;
 
 pub use batcher::BatchStats;
 use batcher::{Batcher, BatcherOptions, SendFuture, MESSAGE_BYTES_MAX};
+pub use credentials::{token_sha256, AuthChannel, Credentials, TokenInterceptor};
 pub use error::Error;
 use router::{Router, Target};
 
@@ -104,6 +105,8 @@ pub struct ClientConfig {
     pub requests_in_flight: usize,
     /// False: every call is sent as its own request.
     pub coalesce: bool,
+    /// TLS and token ([`Credentials::from_env`] by default in `ledgerctl`; none here).
+    pub credentials: Credentials,
 }
 
 impl ClientConfig {
@@ -122,7 +125,14 @@ impl ClientConfig {
             batch_events_max: EVENTS_PER_BATCH_MAX,
             requests_in_flight: 8,
             coalesce: true,
+            credentials: Credentials::default(),
         }
+    }
+
+    /// Connects with these credentials (TLS, token).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
     }
 }
 
@@ -200,7 +210,11 @@ impl std::fmt::Debug for LedgerClient {
     }
 }
 
-fn send_accounts(mut grpc: Grpc<Channel>, accounts: Vec<pb::Account>, id: String) -> SendFuture {
+fn send_accounts(
+    mut grpc: Grpc<AuthChannel>,
+    accounts: Vec<pb::Account>,
+    id: String,
+) -> SendFuture {
     Box::pin(async move {
         grpc.create_accounts(pb::CreateAccountsRequest {
             accounts,
@@ -210,7 +224,11 @@ fn send_accounts(mut grpc: Grpc<Channel>, accounts: Vec<pb::Account>, id: String
     })
 }
 
-fn send_transfers(mut grpc: Grpc<Channel>, transfers: Vec<pb::Transfer>, id: String) -> SendFuture {
+fn send_transfers(
+    mut grpc: Grpc<AuthChannel>,
+    transfers: Vec<pb::Transfer>,
+    id: String,
+) -> SendFuture {
     Box::pin(async move {
         grpc.create_transfers(pb::CreateTransfersRequest {
             transfers,
@@ -220,7 +238,11 @@ fn send_transfers(mut grpc: Grpc<Channel>, transfers: Vec<pb::Transfer>, id: Str
     })
 }
 
-fn send_markets(mut grpc: Grpc<Channel>, markets: Vec<pb::NewMarket>, id: String) -> SendFuture {
+fn send_markets(
+    mut grpc: Grpc<AuthChannel>,
+    markets: Vec<pb::NewMarket>,
+    id: String,
+) -> SendFuture {
     Box::pin(async move {
         grpc.create_markets(pb::CreateMarketsRequest {
             markets,
@@ -230,7 +252,7 @@ fn send_markets(mut grpc: Grpc<Channel>, markets: Vec<pb::NewMarket>, id: String
     })
 }
 
-fn send_bets(mut grpc: Grpc<Channel>, bets: Vec<pb::NewBet>, id: String) -> SendFuture {
+fn send_bets(mut grpc: Grpc<AuthChannel>, bets: Vec<pb::NewBet>, id: String) -> SendFuture {
     Box::pin(async move {
         grpc.place_bets(pb::PlaceBetsRequest {
             bets,
@@ -241,7 +263,7 @@ fn send_bets(mut grpc: Grpc<Channel>, bets: Vec<pb::NewBet>, id: String) -> Send
 }
 
 fn send_settlements(
-    mut grpc: Grpc<Channel>,
+    mut grpc: Grpc<AuthChannel>,
     settlements: Vec<pb::Settlement>,
     id: String,
 ) -> SendFuture {
@@ -254,7 +276,11 @@ fn send_settlements(
     })
 }
 
-fn send_actions(mut grpc: Grpc<Channel>, actions: Vec<pb::BetAction>, id: String) -> SendFuture {
+fn send_actions(
+    mut grpc: Grpc<AuthChannel>,
+    actions: Vec<pb::BetAction>,
+    id: String,
+) -> SendFuture {
     Box::pin(async move {
         grpc.bet_actions(pb::BetActionsRequest {
             actions,
@@ -264,7 +290,7 @@ fn send_actions(mut grpc: Grpc<Channel>, actions: Vec<pb::BetAction>, id: String
     })
 }
 
-fn grpc(channel: Channel) -> Grpc<Channel> {
+fn grpc(channel: AuthChannel) -> Grpc<AuthChannel> {
     Grpc::new(channel)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX)
@@ -480,7 +506,7 @@ impl LedgerClient {
 
     async fn read<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
     where
-        F: FnMut(Grpc<Channel>) -> Fut,
+        F: FnMut(Grpc<AuthChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut attempt = attempt;

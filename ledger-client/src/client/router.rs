@@ -7,8 +7,8 @@ use std::sync::RwLock;
 use std::time::Instant;
 
 use rand::Rng;
-use tonic::transport::{Channel, Endpoint};
 
+use super::credentials::AuthChannel;
 use super::error::{classify, Error, Failure};
 use super::ClientConfig;
 
@@ -22,9 +22,9 @@ pub(crate) enum Target {
 }
 
 struct Node {
-    /// `http://host:port`, as configured or as learned from a leader hint.
+    /// `http(s)://host:port`, as configured or as learned from a leader hint.
     uri: String,
-    channel: Channel,
+    channel: AuthChannel,
 }
 
 pub(crate) struct Router {
@@ -60,16 +60,10 @@ impl Router {
     }
 
     fn node(config: &ClientConfig, endpoint: &str) -> Result<Node, Error> {
-        let uri = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let channel = Endpoint::from_shared(uri.clone())
-            .map_err(|e| Error::Config(format!("endpoint {endpoint:?}: {e}")))?
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let uri = config.credentials.uri(endpoint);
+        let channel = config
+            .credentials
+            .lazy_channel(endpoint, config.connect_timeout)?;
         Ok(Node { uri, channel })
     }
 
@@ -86,7 +80,7 @@ impl Router {
         nodes.get(index).map(|n| n.uri.clone())
     }
 
-    fn pick(&self) -> (usize, Channel) {
+    fn pick(&self) -> (usize, AuthChannel) {
         let nodes = self.nodes.read().expect("router lock");
         let index = match self.leader.load(Ordering::Relaxed).checked_sub(1) {
             Some(leader) if leader < nodes.len() => leader,
@@ -134,7 +128,7 @@ impl Router {
         mut attempt: F,
     ) -> Result<T, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let started = Instant::now();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ledger_client::proto::admin as pb;
 use ledger_client::proto::admin::admin_server::Admin;
-use ledger_core::{check_invariants, read_meta};
+use ledger_core::{audit_link_at, check_invariants, read_meta, verify_audit};
 use openraft::BasicNode;
 use rocksdb::ReadOptions;
 use tonic::{Request, Response, Status};
@@ -268,7 +268,7 @@ impl Admin for AdminService {
             unhealthy_reason: problem.unwrap_or_default(),
             state_digest: meta.digest.to_be_bytes().to_vec(),
             digest_applied_index: applied.last_applied.map(|l| l.index).unwrap_or(0),
-            audit_chain: meta.chain.to_be_bytes().to_vec(),
+            audit_chain: meta.chain.to_vec(),
             has_quorum_ack: m.millis_since_quorum_ack.is_some(),
             millis_since_quorum_ack: m.millis_since_quorum_ack.unwrap_or(0),
         }))
@@ -276,8 +276,9 @@ impl Admin for AdminService {
 
     async fn verify(
         &self,
-        _request: Request<pb::VerifyRequest>,
+        request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let at_index = request.into_inner().at_index;
         let db = self.node.db.clone();
         let response = tokio::task::spawn_blocking(move || {
             let point = db.snapshot();
@@ -301,6 +302,25 @@ impl Admin for AdminService {
                 }
                 Err(violations) => response.violations = violations,
             }
+            // The audit chain, recomputed link by link from the audit table, must end at the
+            // node's head and at the state digest recomputed from the records.
+            match verify_audit(&view) {
+                Ok(report) => {
+                    response.audit_entries = report.records;
+                    response.audit_head = report.head.to_vec();
+                }
+                Err(problem) => {
+                    response.ok = false;
+                    response.violations.push(format!("audit chain: {problem}"));
+                }
+            }
+            if at_index > 0 {
+                if let Some((index, link)) = audit_link_at(&view, at_index) {
+                    response.link_index = index;
+                    response.link = link.to_vec();
+                }
+            }
+            // A failed read makes the checks above see missing records: report the read.
             if let Some(e) = view.error() {
                 response.ok = false;
                 response.violations.push(e.to_string());

@@ -18,12 +18,24 @@ use tonic::transport::Server;
 use crate::metrics::MetricsLayer;
 use crate::node::Node;
 use crate::raft::network::RAFT_MESSAGE_BYTES_MAX;
+use crate::security::auth::AuthLayer;
+use crate::security::limits::LimitsLayer;
+use crate::security::tls::TlsSettings;
 
-/// Builds the gRPC router of a node.
+/// The layers every request goes through, outermost first: metrics (so that refusals are
+/// counted too), authentication, limits.
+pub type Layers = tower_layer::Stack<
+    LimitsLayer,
+    tower_layer::Stack<AuthLayer, tower_layer::Stack<MetricsLayer, tower_layer::Identity>>,
+>;
+
+/// Builds the gRPC router of a node: TLS if configured, then [`Layers`], then the services.
 pub fn router(
     node: Arc<Node>,
     client_message_bytes_max: usize,
-) -> Router<tower_layer::Stack<MetricsLayer, tower_layer::Identity>> {
+    tls: Option<&TlsSettings>,
+    auth: AuthLayer,
+) -> Result<Router<Layers>, tonic::transport::Error> {
     let ledger = LedgerServer::new(ledger_service::LedgerService::new(node.clone()))
         .max_decoding_message_size(client_message_bytes_max)
         .max_encoding_message_size(client_message_bytes_max);
@@ -34,13 +46,19 @@ pub fn router(
     )
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls.server_config())?;
+    }
+    Ok(server
         .layer(MetricsLayer {
             metrics: node.metrics.clone(),
         })
+        .layer(auth)
+        .layer(LimitsLayer::new(node.config.limits))
         .add_service(ledger)
         .add_service(admin)
-        .add_service(raft)
+        .add_service(raft))
 }
 
 /// Returns the gRPC server of Raft's RPCs for `raft`, a node of cluster `cluster_name`, with

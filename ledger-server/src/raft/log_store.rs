@@ -65,6 +65,7 @@ pub const STATE_COLUMN_FAMILIES: &[&str] = &[
     "liabilities",
     "settlements",
     "state_meta",
+    "audit",
 ];
 
 /// Smallest block cache `open_db` accepts; below it RocksDB thrashes on index blocks.

@@ -40,7 +40,7 @@ use openraft::{BasicNode, RaftTypeConfig};
 use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// The node id type every configuration served by this network uses.
 type NodeId = u64;
@@ -103,15 +103,23 @@ pub fn unseal<T: DeserializeOwned>(payload: &[u8], crc32: u32) -> Result<T, Payl
 }
 
 /// Builds the endpoint of a peer from its `host:port` address: the one place where peer
-/// traffic is configured, and where TLS (`Endpoint::tls_config`, with an `https://` scheme)
-/// is to be added.
-pub fn peer_endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+/// traffic is configured. With `tls`, the connection is TLS (`https://`): the peer must show a
+/// certificate from the cluster CA for that address, and this node shows its own.
+pub fn peer_endpoint(
+    addr: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
         .connect_timeout(Duration::from_millis(RAFT_CONNECT_TIMEOUT_MS))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_millis(RAFT_KEEPALIVE_INTERVAL_MS))
         .keep_alive_timeout(Duration::from_millis(RAFT_KEEPALIVE_TIMEOUT_MS))
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(true);
+    match tls {
+        Some(tls) => endpoint.tls_config(tls.clone()),
+        None => Ok(endpoint),
+    }
 }
 
 type ChannelCache = HashMap<NodeId, (String, Channel)>;
@@ -125,6 +133,8 @@ pub struct NetworkFactory<C> {
     channels: Arc<Mutex<ChannelCache>>,
     /// Peers reached at another address than their membership's (`--route`).
     routes: Arc<HashMap<NodeId, String>>,
+    /// TLS towards peers (`None`: plaintext).
+    tls: Option<Arc<ClientTlsConfig>>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -135,6 +145,7 @@ impl<C> Clone for NetworkFactory<C> {
             node_id: self.node_id,
             channels: self.channels.clone(),
             routes: self.routes.clone(),
+            tls: self.tls.clone(),
             _config: PhantomData,
         }
     }
@@ -158,6 +169,7 @@ impl<C> NetworkFactory<C> {
             node_id,
             channels: Arc::new(Mutex::new(HashMap::new())),
             routes: Arc::new(HashMap::new()),
+            tls: None,
             _config: PhantomData,
         }
     }
@@ -165,6 +177,12 @@ impl<C> NetworkFactory<C> {
     /// Reaches the given peers at these addresses instead of their membership addresses.
     pub fn with_routes(mut self, routes: impl IntoIterator<Item = (NodeId, String)>) -> Self {
         self.routes = Arc::new(routes.into_iter().collect());
+        self
+    }
+
+    /// Connects to peers over TLS with this configuration.
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls.map(Arc::new);
         self
     }
 
@@ -182,7 +200,7 @@ impl<C> NetworkFactory<C> {
                 return Ok(channel.clone());
             }
         }
-        let channel = peer_endpoint(addr)?.connect_lazy();
+        let channel = peer_endpoint(addr, self.tls.as_deref())?.connect_lazy();
         channels.insert(target, (addr.to_string(), channel.clone()));
         Ok(channel)
     }

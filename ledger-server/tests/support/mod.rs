@@ -60,7 +60,7 @@ impl Harness {
     pub async fn verify(&self, id: u64) -> VerifyResponse {
         self.admin(id)
             .await
-            .verify(VerifyRequest {})
+            .verify(VerifyRequest::default())
             .await
             .expect("verify")
             .into_inner()

@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use ledger_client::proto::admin::admin_client::AdminClient;
 use ledger_client::proto::admin::BackupRequest;
 use serde_json::json;
 
@@ -32,10 +31,7 @@ pub fn check(bytes: &[u8]) -> Result<serde_json::Value, String> {
 
 pub async fn run(endpoints: &[String], out: &Path, json_out: bool) -> Result<(), String> {
     let leader = crate::bench::find_leader(endpoints).await?;
-    let mut admin = AdminClient::connect(leader.clone())
-        .await
-        .map_err(|e| format!("{leader}: {e}"))?
-        .max_decoding_message_size(8 << 20);
+    let mut admin = crate::connect::admin(&leader).await?;
     let mut stream = admin
         .backup(BackupRequest {})
         .await

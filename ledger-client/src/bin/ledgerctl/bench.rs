@@ -12,19 +12,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_client::proto::admin::admin_client::AdminClient;
 use ledger_client::proto::admin::StatusRequest;
 use ledger_client::proto::ledger as pb;
 use ledger_client::proto::ledger::ledger_client::LedgerClient;
+use ledger_client::AuthChannel;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::Channel;
 
 /// Balance every bench account starts with, as in the peers' workload.
 const INITIAL_BALANCE: u128 = 1_000_000_000;
 /// The unlimited account that funds the others.
 const BANK_ACCOUNT_ID: u128 = u128::MAX - 1;
-const WARMUP_MS: u64 = 2_000;
+pub const WARMUP_MS: u64 = 2_000;
 const FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS: u32 = 1 << 1;
 
 pub struct BenchArgs {
@@ -34,13 +33,34 @@ pub struct BenchArgs {
     pub seconds: u64,
     pub batch: u64,
     pub seed: u64,
+    /// Requests per second in an open loop (`overload.rs`); 0: closed loop.
+    pub rate: u64,
     pub json: bool,
+}
+
+/// One transfer of the workload: random distinct accounts among `1..=accounts`, amount
+/// 1..=100.
+pub fn random_transfer(rng: &mut StdRng, id: u128, accounts: u128) -> pb::Transfer {
+    let debit = rng.gen_range(1..=accounts);
+    let mut credit = rng.gen_range(1..accounts);
+    if credit >= debit {
+        credit += 1;
+    }
+    pb::Transfer {
+        id: Some(id.into()),
+        debit_account_id: Some(debit.into()),
+        credit_account_id: Some(credit.into()),
+        amount: Some(rng.gen_range(1..=100u128).into()),
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    }
 }
 
 /// Finds the leader's endpoint by asking every node.
 pub async fn find_leader(endpoints: &[String]) -> Result<String, String> {
     for endpoint in endpoints {
-        let Ok(mut admin) = AdminClient::connect(endpoint.clone()).await else {
+        let Ok(mut admin) = crate::connect::admin(endpoint).await else {
             continue;
         };
         let Ok(status) = admin.status(StatusRequest {}).await else {
@@ -48,7 +68,7 @@ pub async fn find_leader(endpoints: &[String]) -> Result<String, String> {
         };
         let status = status.into_inner();
         if status.has_leader && !status.leader_address.is_empty() {
-            return Ok(format!("http://{}", status.leader_address));
+            return Ok(crate::connect::uri(&status.leader_address));
         }
     }
     Err(format!("no node of {endpoints:?} knows a leader"))
@@ -59,7 +79,7 @@ fn id(v: u128) -> Option<pb::U128> {
 }
 
 async fn write_ok(
-    client: &mut LedgerClient<Channel>,
+    client: &mut LedgerClient<AuthChannel>,
     transfers: Vec<pb::Transfer>,
 ) -> Result<(), String> {
     let response = client
@@ -78,7 +98,7 @@ async fn write_ok(
 }
 
 /// Creates and funds the accounts (idempotent: a second run finds them in place).
-async fn set_up(client: &mut LedgerClient<Channel>, accounts: u64) -> Result<(), String> {
+async fn set_up(client: &mut LedgerClient<AuthChannel>, accounts: u64) -> Result<(), String> {
     let account = |id: u128, flags: u32| pb::Account {
         id: Some(id.into()),
         ledger: 1,
@@ -137,10 +157,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         ));
     }
     let leader = find_leader(&args.endpoints).await?;
-    let mut setup_client = LedgerClient::connect(leader.clone())
-        .await
-        .map_err(|e| format!("{leader}: {e}"))?;
+    let mut setup_client = crate::connect::ledger(&leader).await?;
     set_up(&mut setup_client, args.accounts).await?;
+    if args.rate > 0 {
+        return crate::overload::run(&args, args.rate, &leader).await;
+    }
 
     let run_tag = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -157,14 +178,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let done = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for client_index in 0..args.clients {
-        let channel = Channel::from_shared(leader.clone())
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("{leader}: {e}"))?;
-        let mut client = LedgerClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+        let mut client = crate::connect::ledger(&leader).await?;
         let (histogram, ops, errors) = (histogram.clone(), ops.clone(), errors.clone());
         let (accounts, batch, seed) = (u128::from(args.accounts), args.batch, args.seed);
         tasks.push(tokio::spawn(async move {
@@ -180,22 +194,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 let transfers: Vec<pb::Transfer> = (0..batch)
                     .map(|_| {
                         sequence += 1;
-                        let debit = rng.gen_range(1..=accounts);
-                        let mut credit = rng.gen_range(1..accounts);
-                        if credit >= debit {
-                            credit += 1;
-                        }
-                        pb::Transfer {
-                            id: id((u128::from(run_tag) << 64)
-                                | (u128::from(client_index) << 40)
-                                | u128::from(sequence)),
-                            debit_account_id: id(debit),
-                            credit_account_id: id(credit),
-                            amount: id(rng.gen_range(1..=100)),
-                            ledger: 1,
-                            code: 1,
-                            ..Default::default()
-                        }
+                        let id = (u128::from(run_tag) << 64)
+                            | (u128::from(client_index) << 40)
+                            | u128::from(sequence);
+                        random_transfer(&mut rng, id, accounts)
                     })
                     .collect();
                 let result = client

@@ -10,10 +10,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn admin(endpoint: &str) -> Result<AdminClient<tonic::transport::Channel>, String> {
-    AdminClient::connect(endpoint.to_string())
-        .await
-        .map_err(|e| format!("{endpoint}: cannot connect: {e}"))
+async fn admin(endpoint: &str) -> Result<AdminClient<ledger_client::AuthChannel>, String> {
+    crate::connect::admin(endpoint).await
 }
 
 async fn status_of(endpoint: &str) -> Result<StatusResponse, String> {
@@ -52,13 +50,13 @@ pub async fn status(endpoints: &[String], json_out: bool) -> Result<(), String> 
         .iter()
         .filter_map(|(_, s)| s.as_ref().ok()?.membership.clone())
         .flat_map(|m| m.voters.into_iter().chain(m.learners))
-        .map(|m| format!("http://{}", m.address))
+        .map(|m| crate::connect::uri(&m.address))
         .collect();
     for endpoint in members {
         let known = rows.iter().any(|(e, s)| {
-            e.trim_end_matches('/') == endpoint
+            crate::connect::uri(e) == endpoint
                 || s.as_ref()
-                    .is_ok_and(|s| format!("http://{}", s.address) == endpoint)
+                    .is_ok_and(|s| crate::connect::uri(&s.address) == endpoint)
         });
         if !known {
             let status = status_of(&endpoint).await;
@@ -219,37 +217,94 @@ pub async fn change_voters(
     Ok(())
 }
 
-/// Checks the invariants on every node and that nodes at the same applied index agree.
-pub async fn verify(endpoints: &[String], json_out: bool) -> Result<(), String> {
+/// An audit head recorded earlier: `INDEX:HEX` (from `cluster status` or `verify`).
+pub fn parse_anchor(s: &str) -> Result<(u64, Vec<u8>), String> {
+    let (index, head) = s
+        .split_once(':')
+        .ok_or_else(|| format!("anchor '{s}' is not INDEX:HEAD"))?;
+    let index: u64 = index
+        .parse()
+        .map_err(|_| format!("anchor index '{index}' is not a number"))?;
+    if head.len() != 64 || !head.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("anchor head '{head}' is not 64 hex digits"));
+    }
+    let bytes = (0..32)
+        .map(|i| u8::from_str_radix(&head[2 * i..2 * i + 2], 16).expect("hex digits"))
+        .collect();
+    Ok((index, bytes))
+}
+
+/// Checks on every node the invariants and the audit chain (recomputed from its audit table),
+/// that the nodes' chains agree at a common index, and, with an anchor, that the chain still
+/// passes through a head recorded earlier.
+pub async fn verify(
+    endpoints: &[String],
+    anchor: Option<(u64, Vec<u8>)>,
+    json_out: bool,
+) -> Result<(), String> {
+    // The nodes may be at different applied indexes: compare them at the lowest.
+    let mut common = u64::MAX;
+    for endpoint in endpoints {
+        common = common.min(status_of(endpoint).await?.applied_index);
+    }
     let mut reports = Vec::new();
     for endpoint in endpoints {
-        let r = admin(endpoint)
-            .await?
-            .verify(VerifyRequest {})
+        let mut admin = admin(endpoint).await?;
+        let r = admin
+            .verify(VerifyRequest { at_index: common })
             .await
             .map_err(|s| format!("{endpoint}: {}", s.message()))?
             .into_inner();
-        reports.push((endpoint.clone(), r));
+        let anchored = match &anchor {
+            Some((index, _)) => Some(
+                admin
+                    .verify(VerifyRequest { at_index: *index })
+                    .await
+                    .map_err(|s| format!("{endpoint}: {}", s.message()))?
+                    .into_inner(),
+            ),
+            None => None,
+        };
+        reports.push((endpoint.clone(), r, anchored));
     }
     let mut problems: Vec<String> = Vec::new();
-    for (endpoint, r) in &reports {
+    for (endpoint, r, anchored) in &reports {
         for v in &r.violations {
             problems.push(format!("{endpoint}: {v}"));
         }
+        if let (Some((index, head)), Some(a)) = (&anchor, anchored) {
+            if a.link_index != *index || &a.link != head {
+                problems.push(format!(
+                    "{endpoint}: the audit chain does not pass through the anchor at index {index} (found {} at index {})",
+                    hex(&a.link),
+                    a.link_index
+                ));
+            }
+        }
     }
     for pair in reports.windows(2) {
-        let ((ea, a), (eb, b)) = (&pair[0], &pair[1]);
+        let ((ea, a, _), (eb, b, _)) = (&pair[0], &pair[1]);
         if a.applied_index == b.applied_index && a.state_digest != b.state_digest {
             problems.push(format!(
                 "{ea} and {eb} differ at applied index {}",
                 a.applied_index
             ));
         }
+        if a.link_index != b.link_index || a.link != b.link {
+            problems.push(format!(
+                "{ea} and {eb} have different audit chains at index {common}: {} at {} and {} at {}",
+                hex(&a.link),
+                a.link_index,
+                hex(&b.link),
+                b.link_index
+            ));
+        }
     }
+    let reports: Vec<_> = reports.into_iter().map(|(e, r, _)| (e, r)).collect();
     if json_out {
         let nodes: Vec<_> = reports
             .iter()
-            .map(|(e, r)| json!({"endpoint": e, "ok": r.ok, "applied_index": r.applied_index, "state_digest": hex(&r.state_digest), "accounts": r.accounts, "transfers": r.transfers, "bets": r.bets}))
+            .map(|(e, r)| json!({"endpoint": e, "ok": r.ok, "applied_index": r.applied_index, "state_digest": hex(&r.state_digest), "accounts": r.accounts, "transfers": r.transfers, "bets": r.bets, "audit_entries": r.audit_entries, "audit_head": hex(&r.audit_head), "compared_at": r.link_index, "link": hex(&r.link)}))
             .collect();
         println!(
             "{}",
@@ -258,12 +313,14 @@ pub async fn verify(endpoints: &[String], json_out: bool) -> Result<(), String> 
     } else {
         for (e, r) in &reports {
             println!(
-                "{e}: applied {} digest {} accounts {} transfers {} bets {} {}",
+                "{e}: applied {} digest {} accounts {} transfers {} bets {}; audit chain of {} entries, head {}; {}",
                 r.applied_index,
                 hex(&r.state_digest),
                 r.accounts,
                 r.transfers,
                 r.bets,
+                r.audit_entries,
+                hex(&r.audit_head),
                 if r.ok { "ok" } else { "VIOLATIONS" }
             );
         }

@@ -5,10 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ledger_client::local_cluster::LocalCluster;
-use ledger_client::proto::admin::admin_client::AdminClient;
 use ledger_client::proto::admin::StatusRequest;
 use ledger_client::proto::ledger as pb;
-use ledger_client::proto::ledger::ledger_client::LedgerClient;
 
 /// Give up on one trial after this long without a successful write.
 const FAILOVER_TRIAL_TIMEOUT_MS: u64 = 30_000;
@@ -26,7 +24,7 @@ async fn try_write(endpoints: &[String], id: u128) -> bool {
         ..Default::default()
     };
     for endpoint in endpoints {
-        let Ok(mut client) = LedgerClient::connect(endpoint.clone()).await else {
+        let Ok(mut client) = crate::connect::ledger(endpoint).await else {
             continue;
         };
         let request = pb::CreateTransfersRequest {
@@ -52,7 +50,7 @@ async fn leading_node(cluster: &LocalCluster) -> Result<u64, String> {
         let mut views = Vec::new();
         for node in &cluster.nodes {
             let Some(addrs) = node.addrs else { continue };
-            let view = match AdminClient::connect(format!("http://{}", addrs.grpc)).await {
+            let view = match crate::connect::admin(&addrs.grpc.to_string()).await {
                 Ok(mut admin) => admin.status(StatusRequest {}).await.ok().map(|s| {
                     let s = s.into_inner();
                     (
@@ -97,9 +95,7 @@ pub async fn run(dir: &Path, trials: u32, json_out: bool) -> Result<(), String> 
         ..Default::default()
     };
     let leader = crate::bench::find_leader(&endpoints).await?;
-    let mut client = LedgerClient::connect(leader.clone())
-        .await
-        .map_err(|e| format!("{leader}: {e}"))?;
+    let mut client = crate::connect::ledger(&leader).await?;
     client
         .create_accounts(pb::CreateAccountsRequest {
             accounts: vec![account(PROBE_ACCOUNT_A), account(PROBE_ACCOUNT_B)],

@@ -14,8 +14,11 @@ use ledger_core::{
 mod backup;
 mod bench;
 mod cluster;
+mod connect;
+mod credentials;
 mod failover;
 mod ledger;
+mod overload;
 
 /// How long `local up` waits for every node to be ready.
 const LOCAL_UP_READY_TIMEOUT_MS: u64 = 30_000;
@@ -38,6 +41,13 @@ struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
+    /// The cluster CA certificate (PEM): connect over TLS and trust the nodes it signed.
+    #[arg(long, env = "LEDGER_TLS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// Token sent with every call. Prefer the environment variable: a command line is
+    /// visible to other users of the machine.
+    #[arg(long, env = "LEDGER_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -57,14 +67,23 @@ enum Commands {
         batch: u64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Open loop: send this many requests per second over --clients connections,
+        /// whatever the answers, and report shedding (0: closed loop).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Cluster membership and status.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommands,
     },
-    /// Check the ledger invariants on every node and that replicas agree.
-    Verify,
+    /// Check the ledger invariants and the audit chain on every node, and that replicas agree.
+    Verify {
+        /// INDEX:HEAD, an audit head recorded earlier (`cluster status`): the chain must still
+        /// pass through it.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
     /// Take a consistent online backup of the leader's state into FILE.
     Backup {
         #[arg(long)]
@@ -91,6 +110,27 @@ enum Commands {
     Bet {
         #[command(subcommand)]
         command: BetCommands,
+    },
+    /// Make a development CA and node certificates in DIR (docs/security.md).
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// More names (DNS or IP) the node certificates are valid for, besides localhost and
+        /// 127.0.0.1.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Make an access token with a role, add it to the server's auth file, print it once.
+    Token {
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        auth_file: PathBuf,
     },
     /// A local cluster of ledger-server processes for development.
     Local {
@@ -381,6 +421,16 @@ fn run(cli: Cli) -> Result<(), String> {
     if endpoints.is_empty() {
         return Err("--endpoints is empty".into());
     }
+    let mut credentials = ledger_client::Credentials::new();
+    if let Some(ca) = &cli.tls_ca {
+        credentials = credentials
+            .with_tls_ca_file(ca)
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(token) = cli.token.as_deref().filter(|t| !t.is_empty()) {
+        credentials = credentials.with_token(token).map_err(|e| e.to_string())?;
+    }
+    connect::init(credentials);
     let block_on = |f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>| {
         tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())?
@@ -405,13 +455,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }))
         }
-        Commands::Verify => {
+        Commands::Verify { anchor } => {
             let json = cli.json;
-            block_on(Box::pin(
-                async move { cluster::verify(&endpoints, json).await },
-            ))
+            let anchor = anchor.as_deref().map(cluster::parse_anchor).transpose()?;
+            block_on(Box::pin(async move {
+                cluster::verify(&endpoints, anchor, json).await
+            }))
         }
         Commands::Local { command } => local(command, cli.json),
+        Commands::Certs { out, nodes, hosts } => credentials::certs(&out, nodes, &hosts, cli.json),
+        Commands::Token {
+            name,
+            role,
+            auth_file,
+        } => credentials::token(&name, &role, &auth_file, cli.json),
         Commands::Backup { out } => {
             let json = cli.json;
             block_on(Box::pin(async move {
@@ -429,6 +486,7 @@ fn run(cli: Cli) -> Result<(), String> {
             seconds,
             batch,
             seed,
+            rate,
         } => {
             let endpoints = cli
                 .endpoints
@@ -444,6 +502,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 seconds,
                 batch,
                 seed,
+                rate,
                 json: cli.json,
             }))
         }
@@ -464,7 +523,7 @@ const DATA_COMMAND_DEADLINE_MS: u64 = 15_000;
 fn data(endpoints: &[String], json: bool, command: Data) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let client = LedgerClient::connect(endpoints.to_vec())
+        let client = LedgerClient::with_config(connect::client_config(endpoints))
             .await
             .map_err(|e| e.to_string())?
             .with_deadline(Duration::from_millis(DATA_COMMAND_DEADLINE_MS));

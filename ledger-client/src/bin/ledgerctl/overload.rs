@@ -1,0 +1,150 @@
+//! `ledgerctl bench --rate R`: the transfer workload as an open loop, to see load shedding.
+//!
+//! Requests (batch of B transfers each) leave at R per second whatever the answers, over C
+//! connections, so the offered load does not fall when the cluster slows down, unlike the
+//! closed loop of `bench.rs`. Reported: offered and accepted rates, the share refused with
+//! `RESOURCE_EXHAUSTED` (shed), other errors, and the latency of accepted requests. A node
+//! that sheds well keeps the accepted latency bounded at 2x and 10x its sustainable load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use ledger_client::proto::ledger as pb;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::bench::{random_transfer, BenchArgs, WARMUP_MS};
+
+/// How often each generator tops up the requests due by now.
+const TICK_MS: u64 = 1;
+
+#[derive(Default)]
+struct Counts {
+    offered: AtomicU64,
+    accepted: AtomicU64,
+    shed: AtomicU64,
+    errors: AtomicU64,
+}
+
+pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String> {
+    let run_tag = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let start = Instant::now();
+    let window_start = start + Duration::from_millis(WARMUP_MS);
+    let window_end = window_start + Duration::from_secs(args.seconds);
+    let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    ));
+    let counts = Arc::new(Counts::default());
+    let per_generator = rate as f64 / args.clients as f64;
+    let mut generators = Vec::new();
+    for generator in 0..args.clients {
+        let client = crate::connect::ledger(leader).await?;
+        let (histogram, counts) = (histogram.clone(), counts.clone());
+        let (accounts, batch, seed) = (u128::from(args.accounts), args.batch, args.seed);
+        generators.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed + generator);
+            let mut sent = 0u64;
+            let mut sequence = 0u64;
+            let mut in_flight = Vec::new();
+            loop {
+                let now = Instant::now();
+                if now >= window_end {
+                    break;
+                }
+                let due = ((now - start).as_secs_f64() * per_generator) as u64;
+                while sent < due {
+                    sent += 1;
+                    let transfers: Vec<pb::Transfer> = (0..batch)
+                        .map(|_| {
+                            sequence += 1;
+                            let id = (u128::from(run_tag) << 64)
+                                | (u128::from(generator) << 40)
+                                | u128::from(sequence);
+                            random_transfer(&mut rng, id, accounts)
+                        })
+                        .collect();
+                    let mut client = client.clone();
+                    let (histogram, counts) = (histogram.clone(), counts.clone());
+                    in_flight.push(tokio::spawn(async move {
+                        let began = Instant::now();
+                        let result = client
+                            .create_transfers(pb::CreateTransfersRequest {
+                                transfers,
+                                request_id: String::new(),
+                            })
+                            .await;
+                        let finished = Instant::now();
+                        if began < window_start || finished > window_end {
+                            return;
+                        }
+                        counts.offered.fetch_add(1, Ordering::Relaxed);
+                        match result {
+                            Ok(_) => {
+                                counts.accepted.fetch_add(1, Ordering::Relaxed);
+                                let micros = (finished - began).as_micros().max(1) as u64;
+                                let _ = histogram.lock().expect("histogram lock").record(micros);
+                            }
+                            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                                counts.shed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                counts.errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }));
+                }
+                in_flight.retain(|t| !t.is_finished());
+                tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+            }
+            for task in in_flight {
+                let _ = task.await;
+            }
+        }));
+    }
+    for generator in generators {
+        generator.await.map_err(|e| e.to_string())?;
+    }
+    let histogram = histogram.lock().expect("histogram lock");
+    let seconds = args.seconds as f64;
+    let offered = counts.offered.load(Ordering::Relaxed);
+    let accepted = counts.accepted.load(Ordering::Relaxed);
+    let shed = counts.shed.load(Ordering::Relaxed);
+    let errors = counts.errors.load(Ordering::Relaxed);
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    let line = serde_json::json!({
+        "system": "ledger",
+        "mode": "open-loop",
+        "target_requests_per_s": rate,
+        "offered_requests_per_s": round(offered as f64 / seconds),
+        "accepted_requests_per_s": round(accepted as f64 / seconds),
+        "accepted_transfers_per_s": round((accepted * args.batch) as f64 / seconds),
+        "shed_fraction": if offered == 0 { 0.0 } else { (shed as f64 / offered as f64 * 1e4).round() / 1e4 },
+        "errors": errors,
+        "p50_ms": ms(0.50),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "connections": args.clients,
+        "batch": args.batch,
+        "seconds": args.seconds,
+    });
+    if args.json {
+        println!("{line}");
+    } else {
+        println!(
+            "offered {:.0} req/s (target {rate}), accepted {:.0} req/s, shed {:.1}%, {errors} errors; accepted latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            offered as f64 / seconds,
+            accepted as f64 / seconds,
+            if offered == 0 { 0.0 } else { shed as f64 * 100.0 / offered as f64 },
+            ms(0.50),
+            ms(0.99),
+            ms(0.999),
+        );
+    }
+    Ok(())
+}

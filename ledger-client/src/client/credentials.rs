@@ -1,0 +1,216 @@
+//! How a client proves who it is and checks who it talks to: the cluster CA to verify the
+//! nodes' TLS certificates, and the bearer token sent with every call.
+//!
+//! ```
+//! use ledger_client::{ClientConfig, Credentials};
+//!
+//! let credentials = Credentials::new()
+//!     .with_tls_ca_pem(b"-----BEGIN CERTIFICATE-----\n...".to_vec())
+//!     .with_token("ldg_...")?;
+//! let config = ClientConfig::new(["https://10.0.0.1:7000"]).with_credentials(credentials);
+//! # Ok::<(), ledger_client::Error>(())
+//! ```
+//!
+//! `Credentials::from_env` reads `LEDGER_TLS_CA` (a PEM file) and `LEDGER_TOKEN`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use super::error::Error;
+
+/// A channel that adds the token to every call.
+pub type AuthChannel = InterceptedService<Channel, TokenInterceptor>;
+
+/// The credentials of a client. The default is plaintext without a token.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    tls_ca_pem: Option<Vec<u8>>,
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("tls", &self.tls_ca_pem.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses TLS, trusting the nodes' certificates signed by this CA (PEM).
+    pub fn with_tls_ca_pem(mut self, pem: Vec<u8>) -> Self {
+        self.tls_ca_pem = Some(pem);
+        self
+    }
+
+    /// Uses TLS, trusting the CA in this PEM file.
+    pub fn with_tls_ca_file(self, path: &Path) -> Result<Self, Error> {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Config(format!("TLS CA {}: {e}", path.display())))?;
+        Ok(self.with_tls_ca_pem(pem))
+    }
+
+    /// Sends `authorization: Bearer <token>` with every call.
+    pub fn with_token(mut self, token: &str) -> Result<Self, Error> {
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| Error::Config("the token is not printable ASCII".into()))?;
+        self.token = Some(value);
+        Ok(self)
+    }
+
+    /// `LEDGER_TLS_CA` (path of the CA's PEM file) and `LEDGER_TOKEN`, when set.
+    pub fn from_env() -> Result<Self, Error> {
+        let mut credentials = Self::new();
+        if let Some(path) = std::env::var_os("LEDGER_TLS_CA").filter(|p| !p.is_empty()) {
+            credentials = credentials.with_tls_ca_file(Path::new(&path))?;
+        }
+        if let Ok(token) = std::env::var("LEDGER_TOKEN") {
+            if !token.is_empty() {
+                credentials = credentials.with_token(&token)?;
+            }
+        }
+        Ok(credentials)
+    }
+
+    pub fn uses_tls(&self) -> bool {
+        self.tls_ca_pem.is_some()
+    }
+
+    /// The URI of `address` (`host:port`, `http://...` or `https://...`) with the scheme these
+    /// credentials need: `https` with TLS, `http` without.
+    pub fn uri(&self, address: &str) -> String {
+        let rest = address
+            .split_once("://")
+            .map_or(address, |(_, rest)| rest)
+            .trim_end_matches('/');
+        let scheme = if self.uses_tls() { "https" } else { "http" };
+        format!("{scheme}://{rest}")
+    }
+
+    /// An endpoint for `address`, with TLS when configured.
+    pub fn endpoint(&self, address: &str, connect_timeout: Duration) -> Result<Endpoint, Error> {
+        let endpoint = Endpoint::from_shared(self.uri(address))
+            .map_err(|e| Error::Config(format!("endpoint {address:?}: {e}")))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true);
+        match &self.tls_ca_pem {
+            None => Ok(endpoint),
+            Some(ca) => endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+                .map_err(|e| Error::Config(format!("TLS for {address:?}: {e}"))),
+        }
+    }
+
+    /// A channel to `address` that connects on first use.
+    pub fn lazy_channel(
+        &self,
+        address: &str,
+        connect_timeout: Duration,
+    ) -> Result<AuthChannel, Error> {
+        let channel = self.endpoint(address, connect_timeout)?.connect_lazy();
+        Ok(InterceptedService::new(channel, self.interceptor()))
+    }
+
+    /// A channel to `address`, connected now.
+    pub async fn channel(
+        &self,
+        address: &str,
+        connect_timeout: Duration,
+    ) -> Result<AuthChannel, Error> {
+        let channel = self
+            .endpoint(address, connect_timeout)?
+            .connect()
+            .await
+            .map_err(|e| Error::Unavailable {
+                attempts: 1,
+                elapsed: Duration::ZERO,
+                last_error: format!("{address}: cannot connect: {e}"),
+            })?;
+        Ok(InterceptedService::new(channel, self.interceptor()))
+    }
+
+    pub fn interceptor(&self) -> TokenInterceptor {
+        TokenInterceptor {
+            header: self.token.clone(),
+        }
+    }
+}
+
+/// Adds the token, if any, to each call.
+#[derive(Clone, Default)]
+pub struct TokenInterceptor {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for TokenInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The lowercase hex SHA-256 of a token: what a server's auth file holds instead of it.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hash_is_sha256() {
+        assert_eq!(
+            token_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn scheme_follows_tls() {
+        let plain = Credentials::new();
+        assert_eq!(plain.uri("127.0.0.1:7000"), "http://127.0.0.1:7000");
+        assert_eq!(plain.uri("https://h:1/"), "http://h:1");
+        let tls = Credentials::new().with_tls_ca_pem(b"x".to_vec());
+        assert_eq!(tls.uri("http://127.0.0.1:7000"), "https://127.0.0.1:7000");
+        assert_eq!(tls.uri("h:1"), "https://h:1");
+    }
+
+    #[test]
+    fn token_is_sent_and_never_printed() {
+        let credentials = Credentials::new().with_token("s3cret").expect("ascii");
+        assert!(!format!("{credentials:?}").contains("s3cret"));
+        let request = credentials
+            .interceptor()
+            .call(tonic::Request::new(()))
+            .expect("intercepted");
+        assert_eq!(
+            request.metadata().get("authorization").expect("header"),
+            "Bearer s3cret"
+        );
+        assert!(Credentials::new().with_token("bad\ntoken").is_err());
+    }
+}

@@ -1,0 +1,505 @@
+//! Security and overload against real processes: a TLS cluster that refuses plaintext clients
+//! and certificates from another CA, token roles enforced per method, and limits answered with
+//! the right status while nothing is applied.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ledger_client::local_cluster::{LocalCluster, NodeOptions};
+use ledger_client::proto::admin::admin_client::AdminClient;
+use ledger_client::proto::admin::{BackupRequest, StatusRequest, VerifyRequest};
+use ledger_client::proto::ledger as pb;
+use ledger_client::proto::ledger::ledger_client::LedgerClient as LedgerGrpc;
+use ledger_client::proto::raft::raft_client::RaftClient;
+use ledger_client::proto::raft::RaftRequest;
+use ledger_client::{AuthChannel, ClientConfig, Credentials, LedgerClient};
+use support::{account, transfer, READY_TIMEOUT};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::Code;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn ledgerctl() -> PathBuf {
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    server.with_file_name("ledgerctl")
+}
+
+/// Runs ledgerctl and returns its stdout; panics with its stderr on failure.
+fn ledgerctl_ok(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(ledgerctl())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("ledgerctl runs");
+    assert!(
+        output.status.success(),
+        "ledgerctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+fn start(dir: &Path, nodes: u64, options: NodeOptions) -> LocalCluster {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    let cluster = LocalCluster::start(&binary, dir, nodes, options).expect("cluster starts");
+    cluster.wait_ready(READY_TIMEOUT).expect("cluster ready");
+    cluster
+}
+
+fn pem(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("pem file")
+}
+
+/// The TLS arguments of node `id` from a directory made by `ledgerctl certs`.
+fn tls_args(certs: &Path, id: u64) -> Vec<String> {
+    let file = |name: String| certs.join(name).display().to_string();
+    vec![
+        "--tls-cert".into(),
+        file(format!("node-{id}.pem")),
+        "--tls-key".into(),
+        file(format!("node-{id}-key.pem")),
+        "--tls-ca".into(),
+        file("ca.pem".into()),
+    ]
+}
+
+async fn ledger(address: &str, credentials: &Credentials) -> LedgerGrpc<AuthChannel> {
+    LedgerGrpc::new(
+        credentials
+            .channel(address, CONNECT_TIMEOUT)
+            .await
+            .expect("connects"),
+    )
+}
+
+async fn admin(address: &str, credentials: &Credentials) -> AdminClient<AuthChannel> {
+    AdminClient::new(
+        credentials
+            .channel(address, CONNECT_TIMEOUT)
+            .await
+            .expect("connects"),
+    )
+}
+
+fn accounts_request(ids: &[u128]) -> pb::CreateAccountsRequest {
+    pb::CreateAccountsRequest {
+        accounts: ids.iter().map(|id| account(*id, 0)).collect(),
+        request_id: String::new(),
+    }
+}
+
+fn lookup(ids: &[u128]) -> pb::LookupRequest {
+    pb::LookupRequest {
+        ids: ids.iter().map(|id| (*id).into()).collect(),
+        consistency: pb::ReadConsistency::Linearizable as i32,
+    }
+}
+
+/// Ids of `ids` that exist, read through a client with full rights.
+async fn existing_accounts(client: &mut LedgerGrpc<AuthChannel>, ids: &[u128]) -> usize {
+    client
+        .lookup_accounts(lookup(ids))
+        .await
+        .expect("lookup")
+        .into_inner()
+        .accounts
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dir.path().join("certs");
+    let other = dir.path().join("other-ca");
+    ledgerctl_ok(
+        &["certs", "--out", certs.to_str().unwrap(), "--nodes", "3"],
+        &[],
+    );
+    ledgerctl_ok(
+        &["certs", "--out", other.to_str().unwrap(), "--nodes", "1"],
+        &[],
+    );
+    let node_args: BTreeMap<u64, Vec<String>> =
+        (1..=3).map(|id| (id, tls_args(&certs, id))).collect();
+    let cluster = start(
+        &dir.path().join("cluster"),
+        3,
+        NodeOptions {
+            node_args,
+            ..NodeOptions::default()
+        },
+    );
+    let endpoints = cluster.endpoints();
+    let leader_addr = cluster.grpc_addr(1).to_string();
+
+    // A client trusting the cluster CA writes; the write needs a quorum, so the nodes
+    // replicate to each other over mutual TLS.
+    let trusted = Credentials::new().with_tls_ca_pem(pem(&certs.join("ca.pem")));
+    let client = LedgerClient::with_config(
+        ClientConfig::new(endpoints.clone()).with_credentials(trusted.clone()),
+    )
+    .await
+    .expect("client");
+    let results = client
+        .create_accounts(vec![
+            ledger_core::Account {
+                id: 1,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            },
+            ledger_core::Account {
+                id: 2,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            },
+        ])
+        .await
+        .expect("TLS client writes");
+    assert!(results
+        .iter()
+        .all(|r| ledger_client::WriteResult::is_success(*r)));
+
+    // A plaintext client gets no answer from the TLS port; nothing it sent is applied.
+    let plaintext = Endpoint::from_shared(format!("http://{leader_addr}"))
+        .expect("uri")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(Duration::from_secs(3))
+        .connect_lazy();
+    let refused = LedgerGrpc::new(plaintext)
+        .create_accounts(accounts_request(&[3]))
+        .await
+        .expect_err("plaintext refused");
+    assert_ne!(refused.code(), Code::Ok);
+
+    // A client that trusts another CA does not accept the nodes' certificates.
+    let wrong_ca = Credentials::new().with_tls_ca_pem(pem(&other.join("ca.pem")));
+    assert!(
+        wrong_ca
+            .channel(&leader_addr, CONNECT_TIMEOUT)
+            .await
+            .is_err(),
+        "a certificate from another CA must not be trusted"
+    );
+
+    // Raft's RPCs need a node certificate: a TLS client without one is refused before its
+    // request is even decoded...
+    let mut no_cert = RaftClient::new(
+        trusted
+            .channel(&leader_addr, CONNECT_TIMEOUT)
+            .await
+            .expect("TLS connects"),
+    );
+    let status = no_cert
+        .vote(RaftRequest {
+            cluster_name: "ledger".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no node certificate");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("node certificate"), "{status:?}");
+
+    // ...and a would-be node with a certificate from another CA cannot even connect.
+    let foreign = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem(&certs.join("ca.pem"))))
+        .identity(Identity::from_pem(
+            pem(&other.join("node-1.pem")),
+            pem(&other.join("node-1-key.pem")),
+        ));
+    let foreign_channel = Endpoint::from_shared(format!("https://{leader_addr}"))
+        .expect("uri")
+        .tls_config(foreign)
+        .expect("tls config")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(Duration::from_secs(3))
+        .connect_lazy();
+    let status = RaftClient::new(foreign_channel)
+        .vote(RaftRequest {
+            cluster_name: "ledger".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("foreign certificate refused");
+    assert_ne!(status.code(), Code::Ok);
+    assert_ne!(
+        status.code(),
+        Code::InvalidArgument,
+        "the request must not reach the Raft service: {status:?}"
+    );
+
+    // Nothing the refused callers sent was applied.
+    let mut reader = ledger(&leader_addr, &trusted).await;
+    assert_eq!(existing_accounts(&mut reader, &[1, 2, 3]).await, 2);
+
+    // ledgerctl speaks TLS with --tls-ca (through the environment here).
+    let out = ledgerctl_ok(
+        &["cluster", "status", "--json"],
+        &[
+            ("LEDGER_ENDPOINTS", &endpoints.join(",")),
+            ("LEDGER_TLS_CA", certs.join("ca.pem").to_str().unwrap()),
+        ],
+    );
+    assert!(out.contains("\"Leader\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_roles_are_enforced_per_method() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let auth = dir.path().join("auth.json");
+    let auth_arg = auth.to_str().unwrap();
+    let mut tokens = BTreeMap::new();
+    for (name, role) in [
+        ("dashboard", "read"),
+        ("payments", "write"),
+        ("ops", "admin"),
+    ] {
+        let token = ledgerctl_ok(
+            &[
+                "token",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--auth-file",
+                auth_arg,
+            ],
+            &[],
+        );
+        tokens.insert(role, token.trim().to_string());
+    }
+    let file = std::fs::read_to_string(&auth).expect("auth file");
+    for token in tokens.values() {
+        assert!(
+            !file.contains(token.as_str()),
+            "the auth file must not hold tokens"
+        );
+    }
+    let cluster = start(
+        &dir.path().join("cluster"),
+        1,
+        NodeOptions {
+            extra_args: vec!["--auth-file".into(), auth_arg.into()],
+            ..NodeOptions::default()
+        },
+    );
+    let addr = cluster.grpc_addr(1).to_string();
+    let with = |role: &str| Credentials::new().with_token(&tokens[role]).expect("token");
+
+    // No token, a wrong token: UNAUTHENTICATED, for reads and writes alike.
+    for credentials in [
+        Credentials::new(),
+        Credentials::new().with_token("ldg_wrong").unwrap(),
+    ] {
+        let mut client = ledger(&addr, &credentials).await;
+        let status = client
+            .create_accounts(accounts_request(&[10]))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        let status = client
+            .lookup_accounts(lookup(&[10]))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        let status = admin(&addr, &credentials)
+            .await
+            .status(StatusRequest {})
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+
+    // read: lookups and status, not writes or admin.
+    let mut reader = ledger(&addr, &with("read")).await;
+    assert_eq!(existing_accounts(&mut reader, &[10]).await, 0);
+    let status = reader
+        .create_accounts(accounts_request(&[10]))
+        .await
+        .expect_err("read cannot write");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("needs write"), "{status:?}");
+    let mut read_admin = admin(&addr, &with("read")).await;
+    read_admin
+        .status(StatusRequest {})
+        .await
+        .expect("read sees status");
+    let status = read_admin
+        .verify(VerifyRequest::default())
+        .await
+        .expect_err("read cannot verify");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // write: writes, not admin.
+    let mut writer = ledger(&addr, &with("write")).await;
+    let written = writer
+        .create_accounts(accounts_request(&[11]))
+        .await
+        .expect("write can write")
+        .into_inner();
+    assert_eq!(written.results, vec![0]);
+    let status = match admin(&addr, &with("write"))
+        .await
+        .backup(BackupRequest {})
+        .await
+    {
+        Ok(_) => panic!("write must not take backups"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // admin: everything.
+    admin(&addr, &with("admin"))
+        .await
+        .verify(VerifyRequest::default())
+        .await
+        .expect("admin verifies");
+
+    // The refused write of account 10 left nothing; the allowed one is there.
+    assert_eq!(existing_accounts(&mut reader, &[10, 11]).await, 1);
+
+    // ledgerctl sends LEDGER_TOKEN.
+    ledgerctl_ok(
+        &[
+            "account", "create", "--id", "12", "--ledger", "1", "--code", "1",
+        ],
+        &[
+            ("LEDGER_ENDPOINTS", &format!("http://{addr}")),
+            ("LEDGER_TOKEN", &tokens["write"]),
+        ],
+    );
+    assert_eq!(existing_accounts(&mut reader, &[12]).await, 1);
+
+    // Refusals are logged with the token's name, never with a secret.
+    let log =
+        std::fs::read_to_string(cluster.node(1).data_dir.with_extension("log")).expect("node log");
+    assert!(log.contains("call refused"), "refusals are logged");
+    assert!(log.contains("dashboard"), "the refused token is named");
+    for token in tokens.values() {
+        assert!(!log.contains(token.as_str()), "a token leaked into the log");
+    }
+    assert!(
+        !log.contains("ldg_wrong"),
+        "a wrong token leaked into the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_answered_at_once_and_nothing_is_applied() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = start(
+        &dir.path().join("cluster"),
+        1,
+        NodeOptions {
+            extra_args: vec!["--max-requests-in-flight".into(), "4".into()],
+            ..NodeOptions::default()
+        },
+    );
+    let addr = cluster.grpc_addr(1).to_string();
+    let plain = Credentials::new();
+    let mut client = ledger(&addr, &plain).await;
+    let written = client
+        .create_accounts(accounts_request(&[1, 2]))
+        .await
+        .expect("accounts")
+        .into_inner();
+    assert_eq!(written.results, vec![0, 0]);
+
+    // A message over the size limit: RESOURCE_EXHAUSTED with the limit; nothing applied.
+    let mut oversized = pb::CreateTransfersRequest {
+        transfers: vec![transfer(100, 1, 2, 1)],
+        request_id: "x".repeat(17 << 20),
+    };
+    let status = client
+        .create_transfers(oversized.clone())
+        .await
+        .expect_err("oversized");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("the limit is"), "{status:?}");
+    oversized.request_id.clear();
+
+    // More events than a batch may hold, more ids than a query may ask: INVALID_ARGUMENT.
+    let too_many = ledger_core::EVENTS_PER_BATCH_MAX + 1;
+    let status = client
+        .create_transfers(pb::CreateTransfersRequest {
+            transfers: (0..too_many as u128)
+                .map(|i| transfer(1_000 + i, 1, 2, 1))
+                .collect(),
+            request_id: String::new(),
+        })
+        .await
+        .expect_err("too many events");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("8189"), "{status:?}");
+    let ids: Vec<u128> = (0..too_many as u128).collect();
+    let status = client
+        .lookup_accounts(lookup(&ids))
+        .await
+        .expect_err("too many ids");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("8189"), "{status:?}");
+
+    // Far more concurrent calls than the node admits: the excess is refused at once with
+    // RESOURCE_EXHAUSTED naming the limit, and exactly the accepted transfers are applied.
+    let mut calls = Vec::new();
+    for i in 0..64u128 {
+        let mut client = ledger(&addr, &plain).await;
+        calls.push(tokio::spawn(async move {
+            client
+                .create_transfers(pb::CreateTransfersRequest {
+                    transfers: (0..200u128)
+                        .map(|j| transfer(10_000 + i * 1_000 + j, 1, 2, 1))
+                        .collect(),
+                    request_id: String::new(),
+                })
+                .await
+        }));
+    }
+    let (mut accepted, mut shed) = (0u128, 0u32);
+    for call in calls {
+        match call.await.expect("task") {
+            Ok(response) => {
+                let response = response.into_inner();
+                assert!(response.results.iter().all(|c| *c == 0), "{response:?}");
+                accepted += response.results.len() as u128;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().contains("limit of 4 requests"),
+                    "{status:?}"
+                );
+                shed += 1;
+            }
+        }
+    }
+    assert!(
+        shed > 0,
+        "64 concurrent calls against a limit of 4 must shed some"
+    );
+    assert!(accepted > 0, "calls within the limit are served");
+    let balances = client
+        .lookup_accounts(lookup(&[2]))
+        .await
+        .expect("lookup")
+        .into_inner();
+    let credited: u128 = balances.accounts[0]
+        .credits_posted
+        .map(u128::from)
+        .unwrap_or(0);
+    assert_eq!(
+        credited, accepted,
+        "exactly the accepted transfers are applied"
+    );
+
+    // The node still serves once the burst is over.
+    client
+        .create_transfers(oversized)
+        .await
+        .expect("served after the burst");
+}
