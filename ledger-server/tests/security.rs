@@ -503,3 +503,122 @@ async fn limits_are_answered_at_once_and_nothing_is_applied() {
         .await
         .expect("served after the burst");
 }
+
+/// Runs ledgerctl; returns (success, stdout, stderr).
+fn ledgerctl_run(args: &[&str], endpoints: &str) -> (bool, String, String) {
+    let output = Command::new(ledgerctl())
+        .args(args)
+        .env("LEDGER_ENDPOINTS", endpoints)
+        .output()
+        .expect("ledgerctl runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn transfers(client: &LedgerClient, ids: std::ops::Range<u128>) {
+    let batch: Vec<ledger_core::Transfer> = ids
+        .map(|id| ledger_core::Transfer {
+            id,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount: 1,
+            ledger: 1,
+            code: 1,
+            ..Default::default()
+        })
+        .collect();
+    for r in client.create_transfers(batch).await.expect("transfers") {
+        assert!(ledger_client::WriteResult::is_success(r), "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_chain_is_verified_anchored_and_a_tampered_node_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = start(&dir.path().join("cluster"), 3, NodeOptions::default());
+    let endpoints = cluster.endpoints().join(",");
+    let client = LedgerClient::with_config(ClientConfig::new(cluster.endpoints()))
+        .await
+        .expect("client");
+    let accounts: Vec<ledger_core::Account> = [1, 2]
+        .map(|id| ledger_core::Account {
+            id,
+            ledger: 1,
+            code: 1,
+            ..Default::default()
+        })
+        .into();
+    client.create_accounts(accounts).await.expect("accounts");
+    for chunk in 0..5u128 {
+        transfers(&client, 100 + chunk * 10..110 + chunk * 10).await;
+    }
+
+    // Every node's chain recomputes, and the nodes agree at a common index.
+    let (ok, out, err) = ledgerctl_run(&["verify", "--json"], &endpoints);
+    assert!(ok, "{out}{err}");
+    let verify: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    for node in verify["nodes"].as_array().expect("nodes") {
+        assert!(node["audit_entries"].as_u64().unwrap_or(0) >= 6, "{node}");
+        assert_eq!(node["link"], verify["nodes"][0]["link"], "{verify}");
+    }
+
+    // An auditor records the head; later the chain must still pass through it.
+    let (ok, out, err) = ledgerctl_run(&["cluster", "status", "--json"], &endpoints);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let node = &status["nodes"][0];
+    let anchor = format!(
+        "{}:{}",
+        node["digest_applied_index"],
+        node["audit_chain"].as_str().expect("head")
+    );
+    transfers(&client, 1_000..1_020).await;
+    let (ok, out, err) = ledgerctl_run(&["verify", "--anchor", &anchor], &endpoints);
+    assert!(ok, "the recorded head is on the chain: {out}{err}");
+    let last = with_last_digit_changed(&anchor);
+    let (ok, _, err) = ledgerctl_run(&["verify", "--anchor", &last], &endpoints);
+    assert!(!ok, "a head that was never on the chain must fail");
+    assert!(err.contains("anchor"), "{err}");
+
+    // Alter one audit record on node 3's disk while it is down: verify names the node.
+    cluster.kill(3).expect("kill node 3");
+    {
+        let db = ledger_server::raft::log_store::open_db(cluster.node(3).data_dir.join("db"), 8)
+            .expect("open node 3's database");
+        let audit = db.cf_handle("audit").expect("audit column family");
+        let (key, value) = db
+            .iterator_cf(&audit, rocksdb::IteratorMode::Start)
+            .next()
+            .expect("an audit record")
+            .expect("readable");
+        let mut value = value.to_vec();
+        // version byte, link, entry hash, then the state digest: change the digest.
+        value[1 + 32 + 32] ^= 0x01;
+        db.put_cf(&audit, key, value).expect("tamper");
+        db.flush_wal(true).expect("sync");
+    }
+    cluster.restart(3).expect("restart node 3");
+    cluster.wait_ready(READY_TIMEOUT).expect("ready again");
+    let (ok, out, err) = ledgerctl_run(&["verify"], &endpoints);
+    assert!(!ok, "a tampered audit record must fail verify: {out}");
+    let tampered = format!("http://{}", cluster.grpc_addr(3));
+    assert!(
+        err.contains(&format!("{tampered}: audit chain")),
+        "the tampered node is named: {err}"
+    );
+    for id in [1, 2] {
+        let honest = format!("http://{}: audit chain", cluster.grpc_addr(id));
+        assert!(!err.contains(&honest), "node {id} is intact: {err}");
+    }
+}
+
+/// The same anchor with its last hex digit changed.
+fn with_last_digit_changed(anchor: &str) -> String {
+    let mut s = anchor.to_string();
+    let last = s.pop().expect("non-empty");
+    s.push(if last == '0' { '1' } else { '0' });
+    s
+}
