@@ -94,7 +94,7 @@ pub struct Args {
     pub routes: Vec<(u64, String)>,
 
     /// Take a snapshot (and purge the log behind it) every this many applied entries.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, env = "LEDGER_SNAPSHOT_LOGS", default_value_t = 20_000)]
     pub snapshot_logs: u64,
 
     /// RocksDB block cache, in MiB (the main bounded use of memory).
@@ -130,6 +130,15 @@ pub struct Args {
         default_value_t = crate::security::limits::REQUESTS_IN_FLIGHT_MAX
     )]
     pub max_requests_in_flight: usize,
+
+    /// Client calls served at once for one connection; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "LEDGER_MAX_REQUESTS_PER_CONNECTION",
+        default_value_t = crate::security::limits::CONNECTION_REQUESTS_IN_FLIGHT_MAX
+    )]
+    pub max_requests_per_connection: usize,
 
     /// Negative control of the partition harness: apply retried transfers again (breaks
     /// exactly-once on purpose). Exists only in builds with the `negative-control` feature.
@@ -257,6 +266,17 @@ impl NodeConfig {
             (None, None, None) => None,
             _ => return Err("--tls-cert, --tls-key and --tls-ca go together".into()),
         };
+        if args.auth_file.is_some() && tls.is_none() && !args.dev {
+            return Err(
+                "--auth-file needs TLS (--tls-cert, --tls-key, --tls-ca): without it \
+                        tokens cross the network in clear and Raft's RPCs are not authenticated \
+                        (--dev allows it, for loopback)"
+                    .into(),
+            );
+        }
+        if args.max_requests_per_connection == 0 {
+            return Err("--max-requests-per-connection must be 1 or more".into());
+        }
         Ok(Self {
             node_id,
             cluster: args.cluster.clone(),
@@ -273,7 +293,7 @@ impl NodeConfig {
             auth_file: args.auth_file.clone(),
             limits: crate::security::limits::Limits {
                 total: args.max_requests_in_flight,
-                ..Default::default()
+                per_connection: args.max_requests_per_connection,
             },
         })
     }

@@ -268,14 +268,11 @@ impl Metrics {
 
     /// Records one answered gRPC request.
     pub fn observe_request(&self, path: &str, code: tonic::Code, seconds: f64) {
-        // "/ledger.v1.Ledger/CreateTransfers" -> ("Ledger", "CreateTransfers")
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        let service = parts
-            .next()
-            .and_then(|s| s.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_string();
-        let method = parts.next().unwrap_or("unknown").to_string();
+        // "/ledger.v1.Ledger/CreateTransfers" -> ("Ledger", "CreateTransfers"); paths that are
+        // not ours share one label, so made-up paths cannot grow the label set.
+        let (service, method) =
+            crate::security::auth::known_method(path).unwrap_or(("unknown", "unknown"));
+        let (service, method) = (service.to_string(), method.to_string());
         self.requests
             .get_or_create(&RequestLabels {
                 service: service.clone(),

@@ -228,6 +228,7 @@ pub async fn start(
         peers_need_certificate: tls.is_some(),
     };
     if auth.tokens.is_some() && tls.is_none() {
+        // Only with --dev (config.rs refuses it otherwise).
         tracing::warn!("--auth-file without TLS: tokens cross the network in clear text");
     }
 

@@ -88,20 +88,29 @@ impl Credentials {
         self.tls_ca_pem.is_some()
     }
 
-    /// The URI of `address` (`host:port`, `http://...` or `https://...`) with the scheme these
-    /// credentials need: `https` with TLS, `http` without.
+    /// The URI of `address` (`host:port`, `http://...` or `https://...`): `https` with TLS or
+    /// when the address says so (never downgraded: [`Credentials::endpoint`] then refuses it
+    /// without a CA), `http` otherwise.
     pub fn uri(&self, address: &str) -> String {
-        let rest = address
-            .split_once("://")
-            .map_or(address, |(_, rest)| rest)
-            .trim_end_matches('/');
-        let scheme = if self.uses_tls() { "https" } else { "http" };
+        let (scheme, rest) = address.split_once("://").unwrap_or(("http", address));
+        let rest = rest.trim_end_matches('/');
+        let scheme = if self.uses_tls() || scheme == "https" {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{rest}")
     }
 
     /// An endpoint for `address`, with TLS when configured.
     pub fn endpoint(&self, address: &str, connect_timeout: Duration) -> Result<Endpoint, Error> {
-        let endpoint = Endpoint::from_shared(self.uri(address))
+        let uri = self.uri(address);
+        if uri.starts_with("https://") && !self.uses_tls() {
+            return Err(Error::Config(format!(
+                "{address} is https but no CA is given (LEDGER_TLS_CA or --tls-ca)"
+            )));
+        }
+        let endpoint = Endpoint::from_shared(uri)
             .map_err(|e| Error::Config(format!("endpoint {address:?}: {e}")))?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true);
@@ -193,7 +202,13 @@ mod tests {
     fn scheme_follows_tls() {
         let plain = Credentials::new();
         assert_eq!(plain.uri("127.0.0.1:7000"), "http://127.0.0.1:7000");
-        assert_eq!(plain.uri("https://h:1/"), "http://h:1");
+        assert_eq!(plain.uri("http://h:1/"), "http://h:1");
+        // Never downgraded: an https endpoint without a CA is refused, not sent in clear.
+        assert_eq!(plain.uri("https://h:1/"), "https://h:1");
+        assert!(matches!(
+            plain.endpoint("https://h:1", Duration::from_secs(1)),
+            Err(Error::Config(_))
+        ));
         let tls = Credentials::new().with_tls_ca_pem(b"x".to_vec());
         assert_eq!(tls.uri("http://127.0.0.1:7000"), "https://127.0.0.1:7000");
         assert_eq!(tls.uri("h:1"), "https://h:1");

@@ -269,6 +269,7 @@ impl Admin for AdminService {
             state_digest: meta.digest.to_be_bytes().to_vec(),
             digest_applied_index: applied.last_applied.map(|l| l.index).unwrap_or(0),
             audit_chain: meta.chain.to_vec(),
+            audit_index: meta.last_log_index,
             has_quorum_ack: m.millis_since_quorum_ack.is_some(),
             millis_since_quorum_ack: m.millis_since_quorum_ack.unwrap_or(0),
         }))

@@ -1,9 +1,13 @@
 //! The receiving side of Raft's RPCs: where an entry from the leader enters this node.
 //!
 //! Each request is checked in this order, and refused at the first failure:
+//! 0. with TLS, the caller's certificate has been verified against the cluster CA (handshake),
+//!    and one is required (`security/auth.rs`); here it must name the node the request claims
+//!    to come from (DNS name `node-<id>.ledger`; else `PERMISSION_DENIED`,
+//!    `LEDGER_PEER_MISMATCH`), so that one node's key cannot speak for another;
 //! 1. the sender's cluster name must be this node's (`PERMISSION_DENIED`, `LEDGER_WRONG_CLUSTER`),
 //!    so that a node of another cluster, or one left over from a previous deployment on the same
-//!    addresses, can neither vote here nor append to this log;
+//!    addresses, can neither vote here nor append to this log; the sender must be a member;
 //! 2. the payload's crc32 must match (`DATA_LOSS`, `LEDGER_CORRUPT_MESSAGE`): damaged bytes are
 //!    never decoded;
 //! 3. the payload must decode as the RPC's openraft request (`INVALID_ARGUMENT`,
@@ -57,7 +61,26 @@ where
         rpc: &'static str,
         request: Request<RaftRequest>,
     ) -> Result<T, Status> {
+        let certificates = request.peer_certs();
         let request = request.into_inner();
+        if let Some(certificates) = certificates {
+            let names_sender = certificates.first().is_some_and(|c| {
+                crate::security::tls::certificate_names_node(c.as_ref(), request.from_node_id)
+            });
+            if !names_sender {
+                tracing::warn!(
+                    rpc,
+                    from = request.from_node_id,
+                    "refused a Raft RPC whose certificate does not name its sender"
+                );
+                return Err(Status::permission_denied(format!(
+                    "LEDGER_PEER_MISMATCH: {rpc} claims to come from node {}, but its certificate \
+                     does not name it ({})",
+                    request.from_node_id,
+                    crate::security::tls::node_identity_name(request.from_node_id)
+                )));
+            }
+        }
         if request.cluster_name != self.cluster_name {
             tracing::warn!(
                 rpc,

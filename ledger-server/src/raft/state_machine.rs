@@ -167,6 +167,7 @@ pub struct LedgerSnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
         let (meta, file) = tokio::task::spawn_blocking(move || build_snapshot_file(&shared))
             .await
             .map_err(|e| write_snapshot_error(&e))??;
@@ -175,7 +176,13 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
             .await
             .map_err(|e| read_snapshot_error(&e))?;
         self.built.inc();
-        tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot built");
+        let bytes = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(handle),
@@ -373,6 +380,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let db = self.shared.db.clone();
         let install_meta = meta.clone();
         let install_path = path.clone();
+        let started = std::time::Instant::now();
         let installed = tokio::task::spawn_blocking(move || {
             install_snapshot_file(&db, &install_path, &install_meta)
         })
@@ -392,7 +400,11 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             membership: meta.last_membership.clone(),
         };
         self.counters.snapshots_installed.inc();
-        tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -64,6 +65,70 @@ pub enum Caller {
 const LEDGER_SERVICE: &str = "/ledger.v1.Ledger/";
 const ADMIN_SERVICE: &str = "/ledger.admin.Admin/";
 const RAFT_SERVICE: &str = "/ledger.raft.Raft/";
+
+/// Every method of the three services (`proto/*.proto`), with its service's short name.
+const METHODS: &[(&str, &str, &str)] = &[
+    (LEDGER_SERVICE, "Ledger", "CreateAccounts"),
+    (LEDGER_SERVICE, "Ledger", "CreateTransfers"),
+    (LEDGER_SERVICE, "Ledger", "CreateMarkets"),
+    (LEDGER_SERVICE, "Ledger", "PlaceBets"),
+    (LEDGER_SERVICE, "Ledger", "SettleMarkets"),
+    (LEDGER_SERVICE, "Ledger", "BetActions"),
+    (LEDGER_SERVICE, "Ledger", "LookupAccounts"),
+    (LEDGER_SERVICE, "Ledger", "LookupTransfers"),
+    (LEDGER_SERVICE, "Ledger", "LookupMarkets"),
+    (LEDGER_SERVICE, "Ledger", "LookupBets"),
+    (LEDGER_SERVICE, "Ledger", "LookupSettlements"),
+    (LEDGER_SERVICE, "Ledger", "ListAccounts"),
+    (LEDGER_SERVICE, "Ledger", "GetAccountTransfers"),
+    (LEDGER_SERVICE, "Ledger", "GetAccountBalances"),
+    (LEDGER_SERVICE, "Ledger", "GetMarketBets"),
+    (LEDGER_SERVICE, "Ledger", "GetPendingStatus"),
+    (ADMIN_SERVICE, "Admin", "Init"),
+    (ADMIN_SERVICE, "Admin", "AddLearner"),
+    (ADMIN_SERVICE, "Admin", "ChangeMembership"),
+    (ADMIN_SERVICE, "Admin", "Status"),
+    (ADMIN_SERVICE, "Admin", "Verify"),
+    (ADMIN_SERVICE, "Admin", "Backup"),
+    (ADMIN_SERVICE, "Admin", "InjectPartition"),
+    (RAFT_SERVICE, "Raft", "AppendEntries"),
+    (RAFT_SERVICE, "Raft", "Vote"),
+    (RAFT_SERVICE, "Raft", "InstallSnapshot"),
+];
+
+/// The service and method of a path, if it is one of ours: metrics label only these, so that
+/// made-up paths cannot grow the label set.
+pub fn known_method(path: &str) -> Option<(&'static str, &'static str)> {
+    METHODS.iter().find_map(|(prefix, service, method)| {
+        (path.strip_prefix(prefix) == Some(*method)).then_some((*service, *method))
+    })
+}
+
+/// Refusals logged per second at most; the rest are counted and reported in one line, so
+/// that a flood of bad calls cannot flood the log.
+const REFUSALS_LOGGED_PER_SECOND: u64 = 10;
+
+static REFUSAL_SECOND: AtomicU64 = AtomicU64::new(0);
+static REFUSALS_THIS_SECOND: AtomicU64 = AtomicU64::new(0);
+
+/// Whether to log this refusal; logs how many were skipped when a new second starts.
+fn should_log_refusal() -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let previous = REFUSAL_SECOND.swap(now, Ordering::Relaxed);
+    if previous != now {
+        let seen = REFUSALS_THIS_SECOND.swap(0, Ordering::Relaxed);
+        if seen > REFUSALS_LOGGED_PER_SECOND {
+            tracing::warn!(
+                skipped = seen - REFUSALS_LOGGED_PER_SECOND,
+                "calls refused and not logged in the last second"
+            );
+        }
+    }
+    REFUSALS_THIS_SECOND.fetch_add(1, Ordering::Relaxed) < REFUSALS_LOGGED_PER_SECOND
+}
 
 /// The one table of who may call what. A method added to a service without an entry here
 /// needs `admin` (admin service) or `write` (ledger service): new methods fail closed.
@@ -281,12 +346,14 @@ where
             Ok(()) => Box::pin(self.inner.call(request)),
             Err(refusal) => {
                 let method = request.uri().path().to_string();
-                let peer = super::remote_addr(&request);
-                match &refusal {
-                    Refusal::PermissionDenied { name, .. } => {
-                        tracing::warn!(%method, ?peer, token = %name, "call refused: role too low")
+                if should_log_refusal() {
+                    let peer = super::remote_addr(&request);
+                    match &refusal {
+                        Refusal::PermissionDenied { name, .. } => {
+                            tracing::warn!(%method, ?peer, token = %name, "call refused: role too low")
+                        }
+                        other => tracing::warn!(%method, ?peer, reason = ?other, "call refused"),
                     }
-                    other => tracing::warn!(%method, ?peer, reason = ?other, "call refused"),
                 }
                 let response = refusal.into_status(&method).into_http();
                 Box::pin(async move { Ok(response) })
@@ -349,6 +416,16 @@ mod tests {
         );
         assert_eq!(required("/ledger.raft.Raft/Vote"), Caller::Peer);
         assert_eq!(required("/grpc.health.v1.Health/Check"), Caller::Unknown);
+        assert_eq!(
+            known_method("/ledger.v1.Ledger/CreateTransfers"),
+            Some(("Ledger", "CreateTransfers"))
+        );
+        assert_eq!(
+            known_method("/ledger.raft.Raft/Vote"),
+            Some(("Raft", "Vote"))
+        );
+        assert_eq!(known_method("/ledger.v1.Ledger/MadeUp"), None);
+        assert_eq!(known_method("/ledger.v1.Ledger/CreateTransfersX"), None);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! Raft's RPCs are never counted or shed: heartbeats must get through an overloaded node, or
 //! overload would turn into elections.
 //!
-//! This layer also gives an oversized message the status the rest of the API uses for a limit
+//! This layer also gives an oversized request the status the rest of the API uses for a limit
 //! (tonic answers `OUT_OF_RANGE`; the answer here is `RESOURCE_EXHAUSTED`, with the limit).
+//!
+//! A streaming answer (`Backup`) holds its slot until its first message, not to its end.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,8 +29,9 @@ use tonic::Status;
 use super::auth::{required, Caller};
 
 /// Default for `--max-requests-in-flight`: client calls being served by a node at once.
-pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
-/// Client calls in flight on one connection (HTTP/2 stream) at once.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 256;
+/// Default for `--max-requests-per-connection`: client calls in flight on one TCP connection
+/// (each call is an HTTP/2 stream of it) at once.
 pub const CONNECTION_REQUESTS_IN_FLIGHT_MAX: usize = 128;
 
 /// The limits of one node.
@@ -160,7 +163,10 @@ fn oversized_to_resource_exhausted<R>(response: &mut http::Response<R>) {
     let Ok(status) = Status::from_header_map(headers).ok_or(()) else {
         return;
     };
-    if !status.message().contains("message length too large") {
+    if !status
+        .message()
+        .contains("decoded message length too large")
+    {
         return;
     }
     let replacement = Status::resource_exhausted(format!(

@@ -9,8 +9,9 @@
 //!    (`UNAUTHENTICATED`, `PERMISSION_DENIED`).
 //! 3. **Limits and load shedding** (`limits.rs`): requests in flight per connection and in
 //!    total are bounded; over a bound the request is refused at once with
-//!    `RESOURCE_EXHAUSTED` and the limit in the message. Message size, events per batch and
-//!    query size are checked where the request is decoded (`grpc/ledger_service.rs`).
+//!    `RESOURCE_EXHAUSTED` and the limit in the message. Message size is checked by tonic (and
+//!    its answer rewritten in `limits.rs`); events per batch and query size where the request is
+//!    decoded (`grpc/ledger_service.rs`).
 //!
 //! docs/security.md says what this protects against and how to configure it.
 

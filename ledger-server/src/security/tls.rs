@@ -1,13 +1,43 @@
 //! TLS settings of a node: its certificate and key, and the cluster CA.
 //!
-//! One CA signs every node's certificate. The node serves TLS with its certificate, accepts a
-//! client certificate only if it chains to the CA (optional for clients, required for Raft's
-//! RPCs, see `auth.rs`), and presents the same certificate when it connects to its peers,
-//! whose certificates it checks against the same CA.
+//! One CA, used for this cluster only, signs every node's certificate, which names its node
+//! with the DNS name `node-<id>.ledger` (an identity, never resolved). The node serves TLS with its certificate, accepts a client certificate
+//! only if it chains to the CA (optional for clients, required for Raft's RPCs, see `auth.rs`,
+//! where it must also name the node the RPC claims to come from, see `grpc/raft_service.rs`),
+//! and presents the same certificate when it connects to its peers, whose certificates it
+//! checks against the same CA.
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// Node `id`'s certificate carries the DNS name `node-<id>.` and this domain.
+pub const NODE_IDENTITY_DOMAIN: &str = "ledger";
+/// A TLS handshake that takes longer is dropped (a client that connects and sends nothing must
+/// not hold a connection forever).
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// The identity name of node `id` in its certificate.
+pub fn node_identity_name(id: u64) -> String {
+    format!("node-{id}.{NODE_IDENTITY_DOMAIN}")
+}
+
+/// Whether a certificate (DER) names node `id` (its DNS names include `node-<id>.ledger`).
+pub fn certificate_names_node(der: &[u8], id: u64) -> bool {
+    let der = rustls_pki_types::CertificateDer::from(der);
+    let Ok(certificate) = webpki::EndEntityCert::try_from(&der) else {
+        return false;
+    };
+    let name = node_identity_name(id);
+    let Ok(server_name) = rustls_pki_types::ServerName::try_from(name.as_str()) else {
+        return false;
+    };
+    certificate
+        .verify_is_valid_for_subject_name(&server_name)
+        .is_ok()
+}
 
 /// The PEM files of a node's TLS settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +91,7 @@ impl TlsSettings {
             .identity(self.identity())
             .client_ca_root(Certificate::from_pem(&self.ca))
             .client_auth_optional(true)
+            .timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS))
     }
 
     /// The peer side: trusts only the cluster CA and presents this node's certificate.

@@ -33,6 +33,8 @@ pub struct BenchArgs {
     pub seconds: u64,
     pub batch: u64,
     pub seed: u64,
+    /// Create and fund the accounts first (idempotent, but slow at millions of accounts).
+    pub setup: bool,
     /// Requests per second in an open loop (`overload.rs`); 0: closed loop.
     pub rate: u64,
     pub json: bool,
@@ -158,7 +160,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     let leader = find_leader(&args.endpoints).await?;
     let mut setup_client = crate::connect::ledger(&leader).await?;
-    set_up(&mut setup_client, args.accounts).await?;
+    if args.setup {
+        set_up(&mut setup_client, args.accounts).await?;
+    }
     if args.rate > 0 {
         return crate::overload::run(&args, args.rate, &leader).await;
     }

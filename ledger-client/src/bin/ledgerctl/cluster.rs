@@ -36,7 +36,7 @@ fn status_json(s: &StatusResponse) -> serde_json::Value {
         "snapshot_index": s.snapshot_index,
         "purged_index": s.purged_index, "healthy": s.healthy, "unhealthy_reason": s.unhealthy_reason,
         "state_digest": hex(&s.state_digest), "digest_applied_index": s.digest_applied_index,
-        "audit_chain": hex(&s.audit_chain),
+        "audit_chain": hex(&s.audit_chain), "audit_index": s.audit_index,
     })
 }
 
@@ -268,12 +268,18 @@ pub async fn verify(
         reports.push((endpoint.clone(), r, anchored));
     }
     let mut problems: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for (endpoint, r, anchored) in &reports {
         for v in &r.violations {
             problems.push(format!("{endpoint}: {v}"));
         }
         if let (Some((index, head)), Some(a)) = (&anchor, anchored) {
-            if a.link_index != *index || &a.link != head {
+            if a.applied_index < *index {
+                notes.push(format!(
+                    "{endpoint}: has not applied the anchor's index {index} yet (at {}); not checked",
+                    a.applied_index
+                ));
+            } else if a.link_index != *index || &a.link != head {
                 problems.push(format!(
                     "{endpoint}: the audit chain does not pass through the anchor at index {index} (found {} at index {})",
                     hex(&a.link),
@@ -308,7 +314,7 @@ pub async fn verify(
             .collect();
         println!(
             "{}",
-            json!({"ok": problems.is_empty(), "nodes": nodes, "problems": problems})
+            json!({"ok": problems.is_empty(), "nodes": nodes, "problems": problems, "notes": notes})
         );
     } else {
         for (e, r) in &reports {
@@ -323,6 +329,9 @@ pub async fn verify(
                 hex(&r.audit_head),
                 if r.ok { "ok" } else { "VIOLATIONS" }
             );
+        }
+        for note in &notes {
+            println!("note: {note}");
         }
     }
     if problems.is_empty() {

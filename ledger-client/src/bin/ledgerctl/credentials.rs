@@ -1,7 +1,7 @@
 //! `ledgerctl certs` and `ledgerctl token`: development TLS material and access tokens.
 //!
-//! `certs` makes a CA and one certificate per node, each valid for `localhost`, `127.0.0.1`
-//! and the given hosts, usable both as a server and as a client certificate (nodes connect to
+//! `certs` makes a CA and one certificate per node, each naming its node (`node-<id>.ledger`)
+//! and valid for `localhost`, `127.0.0.1` and the given hosts, usable both as a server and as a client certificate (nodes connect to
 //! each other with it). It is meant for development and tests; in production, use the
 //! organisation's CA (docs/security.md shows the openssl commands).
 //!
@@ -63,7 +63,10 @@ pub fn certs(out: &Path, nodes: u64, hosts: &[String], json_out: bool) -> Result
     let mut written = vec![out.join("ca.pem")];
     for node in 1..=nodes {
         let key = KeyPair::generate().map_err(err)?;
-        let mut params = CertificateParams::new(names.clone()).map_err(err)?;
+        // The node's identity (checked on every Raft RPC it sends) and its addresses.
+        let mut node_names = vec![format!("node-{node}.ledger")];
+        node_names.extend(names.iter().cloned());
+        let mut params = CertificateParams::new(node_names).map_err(err)?;
         params
             .distinguished_name
             .push(DnType::CommonName, format!("ledger node {node}"));
@@ -149,7 +152,12 @@ pub fn token(name: &str, role: &str, auth_file: &Path, json_out: bool) -> Result
         json!({"name": name, "role": role, "sha256": ledger_client::client::token_sha256(&token)}),
     );
     let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
-    write_file(auth_file, &(text + "\n"), true)?;
+    // A new owner-only file renamed over the old one: readers never see half a file, and the
+    // mode is 0600 whatever the old file's was.
+    let part = auth_file.with_extension("part");
+    let _ = std::fs::remove_file(&part);
+    write_file(&part, &(text + "\n"), true)?;
+    std::fs::rename(&part, auth_file).map_err(|e| format!("{}: {e}", auth_file.display()))?;
     if json_out {
         println!("{}", json!({"name": name, "role": role, "token": token}));
     } else {

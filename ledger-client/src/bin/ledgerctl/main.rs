@@ -67,6 +67,10 @@ enum Commands {
         batch: u64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// The accounts exist from an earlier run with the same --accounts: skip creating and
+        /// funding them.
+        #[arg(long)]
+        no_setup: bool,
         /// Open loop: send this many requests per second over --clients connections,
         /// whatever the answers, and report shedding (0: closed loop).
         #[arg(long, default_value_t = 0)]
@@ -398,6 +402,22 @@ enum LocalCommands {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Stop one node of the cluster in DIR (SIGTERM, or SIGKILL with --kill).
+    Stop {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: u64,
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Start a stopped node of the cluster in DIR again and time it until it is ready.
+    Start {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -486,6 +506,7 @@ fn run(cli: Cli) -> Result<(), String> {
             seconds,
             batch,
             seed,
+            no_setup,
             rate,
         } => {
             let endpoints = cli
@@ -502,6 +523,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 seconds,
                 batch,
                 seed,
+                setup: !no_setup,
                 rate,
                 json: cli.json,
             }))
@@ -782,6 +804,45 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
             tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())?
                 .block_on(failover::run(&dir, trials, json))
+        }
+        LocalCommands::Stop { dir, node, kill } => {
+            let mut cluster = LocalCluster::load(&dir).map_err(|e| e.to_string())?;
+            cluster
+                .signal(node, if kill { "KILL" } else { "TERM" })
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({"stopped": node}));
+            } else {
+                println!("node {node} stopped");
+            }
+            Ok(())
+        }
+        LocalCommands::Start { dir, node } => {
+            let mut cluster = LocalCluster::load(&dir).map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            cluster.restart(node).map_err(|e| e.to_string())?;
+            let deadline = started + Duration::from_millis(LOCAL_UP_READY_TIMEOUT_MS * 10);
+            loop {
+                if matches!(cluster.ready(node), Some((true, _))) {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("node {node} not ready in time"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let ready_ms = started.elapsed().as_millis() as u64;
+            let pid = cluster.node(node).pid;
+            cluster.detach();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"node": node, "ready_ms": ready_ms, "pid": pid})
+                );
+            } else {
+                println!("node {node} ready {ready_ms} ms after its start");
+            }
+            Ok(())
         }
         LocalCommands::Down { dir } => {
             let mut cluster = LocalCluster::load(&dir).map_err(|e| e.to_string())?;
