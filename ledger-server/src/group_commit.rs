@@ -17,8 +17,12 @@ use crate::error::NodeError;
 use crate::metrics::GroupCommitCounters;
 use crate::raft::types::{LedgerRequest, Raft};
 
-/// Most events in one coalesced entry.
-pub const GROUP_COMMIT_EVENTS_MAX: usize = 4 * EVENTS_PER_BATCH_MAX;
+/// Most events gathered into one coalesced entry (a request that starts an entry is never
+/// split, so an entry holds at most about twice this). Kept to one full client batch: openraft
+/// 0.9 gives each AppendEntries the heartbeat interval to complete, and entries of 4 full
+/// batches (about 3 MB) missed it on a loaded 2-core machine, which starved the heartbeats
+/// that share the peer connection and caused elections.
+pub const GROUP_COMMIT_EVENTS_MAX: usize = EVENTS_PER_BATCH_MAX;
 /// Most requests waiting to be proposed; beyond it new requests are shed.
 pub const PROPOSALS_QUEUED_MAX: usize = 8192;
 /// Most entries proposed and not yet applied at once (pipelining depth).

@@ -179,11 +179,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     ));
     let ops = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for client_index in 0..args.clients {
         let mut client = crate::connect::ledger(&leader).await?;
         let (histogram, ops, errors) = (histogram.clone(), ops.clone(), errors.clone());
+        let first_error = first_error.clone();
         let (accounts, batch, seed) = (u128::from(args.accounts), args.batch, args.seed);
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed + client_index);
@@ -219,8 +221,12 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                             ops.fetch_add(batch, Ordering::Relaxed);
                         }
                     }
-                    Err(_) => {
+                    Err(status) => {
                         errors.fetch_add(1, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .expect("error lock")
+                            .get_or_insert_with(|| format!("{:?}: {}", status.code(), status.message()));
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
@@ -269,6 +275,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "p99_ms": ms(0.99),
         "p999_ms": ms(0.999),
         "errors": errors.load(Ordering::Relaxed),
+        "first_error": first_error.lock().expect("error lock").clone(),
         "seconds": args.seconds,
         "accounts": args.accounts,
     });
