@@ -1,8 +1,11 @@
 //! `ledgerctl bench --rate R`: the transfer workload as an open loop, to see load shedding.
 //!
-//! Requests (batch of B transfers each) leave at R per second whatever the answers, over C
+//! Requests (batch of B transfers each) are due at R per second whatever the answers, over C
 //! connections, so the offered load does not fall when the cluster slows down, unlike the
-//! closed loop of `bench.rs`. Reported: offered and accepted rates, the share refused with
+//! closed loop of `bench.rs`. Each connection behaves like a client that backs off, as
+//! `LedgerClient` does: after a `RESOURCE_EXHAUSTED` it sends nothing for a pause (20 ms,
+//! doubling to 1 s, reset by a success), and the requests due meanwhile fail at once on the
+//! client's side (counted as shed by the client). Reported: offered and accepted rates, the share refused with
 //! `RESOURCE_EXHAUSTED` (shed), other errors, and the latency of accepted requests, from the
 //! time each request was due to its answer (requests due in the window count, however late
 //! they finish). A node
@@ -22,11 +25,17 @@ use crate::bench::{random_transfer, BenchArgs, WARMUP_MS};
 /// How often each generator tops up the requests due by now.
 const TICK_MS: u64 = 1;
 
+/// First pause after a refusal, and the longest.
+const BACKOFF_MIN_MS: u64 = 20;
+const BACKOFF_MAX_MS: u64 = 1_000;
+
 #[derive(Default)]
 struct Counts {
     offered: AtomicU64,
     accepted: AtomicU64,
     shed: AtomicU64,
+    /// Due while the connection was backing off: failed on the client, never sent.
+    shed_by_client: AtomicU64,
     errors: AtomicU64,
     /// Failures other than shedding, by gRPC code.
     error_codes: Mutex<std::collections::BTreeMap<String, u64>>,
@@ -66,6 +75,9 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
             let mut sent = 0u64;
             let mut sequence = 0u64;
             let mut in_flight = Vec::new();
+            // Milliseconds since `start` until which this connection sends nothing, and the
+            // current pause; both set by the answers.
+            let backoff = Arc::new((AtomicU64::new(0), AtomicU64::new(BACKOFF_MIN_MS)));
             loop {
                 let now = Instant::now();
                 if now >= window_end {
@@ -77,6 +89,14 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
                     // falls behind shows up as latency instead of hiding it.
                     let scheduled = start + Duration::from_secs_f64(sent as f64 / per_generator);
                     sent += 1;
+                    let since_start = now.duration_since(start).as_millis() as u64;
+                    if since_start < backoff.0.load(Ordering::Relaxed) {
+                        if scheduled >= window_start && scheduled < window_end {
+                            counts.offered.fetch_add(1, Ordering::Relaxed);
+                            counts.shed_by_client.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
                     let transfers: Vec<pb::Transfer> = (0..batch)
                         .map(|_| {
                             sequence += 1;
@@ -88,6 +108,7 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
                         .collect();
                     let mut client = client.clone();
                     let (histogram, counts) = (histogram.clone(), counts.clone());
+                    let backoff = backoff.clone();
                     in_flight.push(tokio::spawn(async move {
                         let sent_at = Instant::now();
                         let result = client
@@ -97,6 +118,16 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
                             })
                             .await;
                         let finished = Instant::now();
+                        match &result {
+                            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                                let pause = backoff.1.load(Ordering::Relaxed);
+                                let until = finished.duration_since(start).as_millis() as u64 + pause;
+                                backoff.0.fetch_max(until, Ordering::Relaxed);
+                                backoff.1.store((pause * 2).min(BACKOFF_MAX_MS), Ordering::Relaxed);
+                            }
+                            Ok(_) => backoff.1.store(BACKOFF_MIN_MS, Ordering::Relaxed),
+                            Err(_) => {}
+                        }
                         // Counted by when it was due, however late it finished: the slow tail
                         // of an overload is what this measures.
                         if scheduled < window_start || scheduled >= window_end {
@@ -143,6 +174,7 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
     let offered = counts.offered.load(Ordering::Relaxed);
     let accepted = counts.accepted.load(Ordering::Relaxed);
     let shed = counts.shed.load(Ordering::Relaxed);
+    let shed_by_client = counts.shed_by_client.load(Ordering::Relaxed);
     let errors = counts.errors.load(Ordering::Relaxed);
     let ms = |q: f64| histogram.from_due.value_at_quantile(q) as f64 / 1000.0;
     let sent_ms = |q: f64| histogram.from_sent.value_at_quantile(q) as f64 / 1000.0;
@@ -154,7 +186,9 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
         "offered_requests_per_s": round(offered as f64 / seconds),
         "accepted_requests_per_s": round(accepted as f64 / seconds),
         "accepted_transfers_per_s": round((accepted * args.batch) as f64 / seconds),
-        "shed_fraction": if offered == 0 { 0.0 } else { (shed as f64 / offered as f64 * 1e4).round() / 1e4 },
+        "shed_fraction": if offered == 0 { 0.0 } else { ((shed + shed_by_client) as f64 / offered as f64 * 1e4).round() / 1e4 },
+        "shed_by_server": shed,
+        "shed_by_client": shed_by_client,
         "errors": errors,
         "error_codes": counts.error_codes.lock().expect("codes lock").clone(),
         "p50_ms": ms(0.50),
@@ -174,7 +208,7 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
             "offered {:.0} req/s (target {rate}), accepted {:.0} req/s, shed {:.1}%, {errors} errors; accepted latency from due p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; from sent p99 {:.2} ms",
             offered as f64 / seconds,
             accepted as f64 / seconds,
-            if offered == 0 { 0.0 } else { shed as f64 * 100.0 / offered as f64 },
+            if offered == 0 { 0.0 } else { (shed + shed_by_client) as f64 * 100.0 / offered as f64 },
             ms(0.50),
             ms(0.99),
             ms(0.999),
