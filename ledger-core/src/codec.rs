@@ -135,7 +135,10 @@ pub fn decode_key(table: Table, bytes: &[u8]) -> Result<Key, DecodeError> {
             selection_id: r.u64_be()?,
         },
         Table::Meta => {
-            r.u8()?;
+            // One key, one encoding: any other byte is not the meta key (found by fuzzing).
+            if r.u8()? != 0 {
+                return Err(r.error("not the meta key"));
+            }
             Key::Meta
         }
         Table::Audit => Key::Audit(r.u64_be()?),

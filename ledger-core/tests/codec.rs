@@ -126,3 +126,12 @@ fn the_audit_table_is_numbered_named_and_ordered() {
         assert_eq!(*table as usize, position + 1);
     }
 }
+
+#[test]
+fn the_meta_key_has_one_encoding() {
+    // Found by the `stored_record` fuzz target: [1] used to decode as the meta key, whose
+    // encoding is [0], so one record had two keys.
+    assert_eq!(decode_key(Table::Meta, &[0]), Ok(Key::Meta));
+    assert!(decode_key(Table::Meta, &[1]).is_err());
+    assert_eq!(key_bytes(&Key::Meta), vec![0]);
+}

@@ -226,7 +226,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                         first_error
                             .lock()
                             .expect("error lock")
-                            .get_or_insert_with(|| format!("{:?}: {}", status.code(), status.message()));
+                            .get_or_insert_with(|| {
+                                format!("{:?}: {}", status.code(), status.message())
+                            });
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }

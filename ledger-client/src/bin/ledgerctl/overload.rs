@@ -121,9 +121,12 @@ pub async fn run(args: &BenchArgs, rate: u64, leader: &str) -> Result<(), String
                         match &result {
                             Err(s) if s.code() == tonic::Code::ResourceExhausted => {
                                 let pause = backoff.1.load(Ordering::Relaxed);
-                                let until = finished.duration_since(start).as_millis() as u64 + pause;
+                                let until =
+                                    finished.duration_since(start).as_millis() as u64 + pause;
                                 backoff.0.fetch_max(until, Ordering::Relaxed);
-                                backoff.1.store((pause * 2).min(BACKOFF_MAX_MS), Ordering::Relaxed);
+                                backoff
+                                    .1
+                                    .store((pause * 2).min(BACKOFF_MAX_MS), Ordering::Relaxed);
                             }
                             Ok(_) => backoff.1.store(BACKOFF_MIN_MS, Ordering::Relaxed),
                             Err(_) => {}
