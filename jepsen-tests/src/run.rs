@@ -71,7 +71,10 @@ pub async fn run(options: &RunOptions) -> Result<Outcome, String> {
     let history = std::mem::take(&mut ctx.recorder.lock().expect("history lock").history);
     let outcome = check(&history);
     write_outputs(&options.out, options, &history, &outcome, &schedule_log)?;
-    let _ = std::fs::remove_dir_all(&scratch);
+    // The nodes' data and logs are kept when something was found, for the post-mortem.
+    if outcome.valid {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
     Ok(outcome)
 }
 
