@@ -46,11 +46,9 @@ pub fn router(
     )
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
-    // A client may not open more streams on one connection than the node would serve for it:
-    // the excess waits on the client's side (HTTP/2 flow control) instead of costing the node
-    // the work of reading and refusing it.
-    let per_connection = u32::try_from(node.config.limits.per_connection).unwrap_or(u32::MAX);
-    let mut server = Server::builder().max_concurrent_streams(per_connection);
+    // No HTTP/2 stream cap: it would apply to peer connections too, where streams of RPCs that
+    // timed out while a node was paused pile up; the per-connection limit is in `limits.rs`.
+    let mut server = Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls.server_config())?;
     }
