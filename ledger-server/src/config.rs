@@ -19,6 +19,10 @@ pub const ELECTION_TIMEOUT_MS_MAX: u64 = 800;
 /// still too many once on a slower host (a re-added follower stayed at its snapshot index; see
 /// docs/testing.md).
 pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 8;
+/// Bytes per InstallSnapshot RPC (openraft's default is 3 MiB).
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+/// Time for one InstallSnapshot RPC (openraft's default is 200 ms).
+pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 5_000;
 /// How long a write may wait for its entry to be applied before the answer is "unknown".
 pub const WRITE_TIMEOUT_MS: u64 = 5_000;
 /// How long a linearizable read may wait to confirm leadership.

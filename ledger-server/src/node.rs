@@ -19,7 +19,8 @@ use tokio_stream::StreamExt;
 
 use crate::config::{
     NodeConfig, CLIENT_MESSAGE_BYTES_MAX, ELECTION_TIMEOUT_MS_MAX, ELECTION_TIMEOUT_MS_MIN,
-    HEARTBEAT_INTERVAL_MS, QUORUM_STALE_MS, RAFT_PAYLOAD_ENTRIES_MAX,
+    HEARTBEAT_INTERVAL_MS, QUORUM_STALE_MS, RAFT_PAYLOAD_ENTRIES_MAX, SNAPSHOT_CHUNK_BYTES,
+    SNAPSHOT_CHUNK_TIMEOUT_MS,
 };
 use crate::error::NodeError;
 use crate::group_commit::GroupCommitter;
@@ -265,6 +266,11 @@ pub async fn start(
         // openraft 0.9 gives every AppendEntries the heartbeat interval as its timeout: keep
         // each one small enough to finish in it, or a follower catching up never does.
         max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
+        // openraft 0.9 gives each snapshot chunk 200 ms by default: a follower that fell behind
+        // the purged log on a loaded host had every chunk time out and never caught up (found
+        // in CI, docs/testing.md). Smaller chunks, and time enough for each.
+        install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         ..Default::default()
     }
     .validate()
