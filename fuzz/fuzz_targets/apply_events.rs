@@ -149,6 +149,10 @@ fuzz_target!(|data: &[u8]| {
         if let Err(violations) = check_invariants(&store) {
             panic!("invariants broken after {commands:?}: {violations:?}");
         }
-        assert_eq!(read_meta(&store), read_meta(&replica), "replicas disagree on state");
+        assert_eq!(
+            read_meta(&store),
+            read_meta(&replica),
+            "replicas disagree on state"
+        );
     }
 });

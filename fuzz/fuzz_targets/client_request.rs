@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             if let Ok(r) = pb::CreateTransfersRequest::decode(bytes) {
-                if let Ok(transfers) = decode_all(&r.transfers, "transfers", convert::transfer_from_pb) {
+                if let Ok(transfers) =
+                    decode_all(&r.transfers, "transfers", convert::transfer_from_pb)
+                {
                     // What decodes must encode back to the same events.
                     let again: Vec<_> = transfers.iter().map(convert::transfer_to_pb).collect();
                     let round = decode_all(&again, "transfers", convert::transfer_from_pb)

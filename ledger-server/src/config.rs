@@ -9,16 +9,21 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// every AppendEntries RPC, so it must cover replicating (and fsyncing) a full batch of large
 /// entries: at 50 ms, batches of 8,189 transfers timed out and replication stalled.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
-/// A follower that hears nothing for a random time in this range starts an election. The
-/// maximum is also openraft's leader lease: a follower refuses to vote while it heard from a
-/// leader within it. So a failover takes about one lease plus one more timeout.
-pub const ELECTION_TIMEOUT_MS_MIN: u64 = 400;
-pub const ELECTION_TIMEOUT_MS_MAX: u64 = 800;
+/// A follower starts an election once it has heard nothing for the leader lease plus a random
+/// time in this range. The maximum is openraft's leader lease: a follower also refuses to vote
+/// while it heard from a leader within it. So a failover takes one lease plus one timeout,
+/// 900-1,200 ms, and a follower calls an election only after 9 heartbeats went unheard.
+pub const ELECTION_TIMEOUT_MS_MIN: u64 = 300;
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 600;
 /// Most entries in one AppendEntries RPC (openraft's default is 300), so that one RPC fits in
 /// the heartbeat interval openraft uses as its timeout even for a follower catching up. 32 was
 /// still too many once on a slower host (a re-added follower stayed at its snapshot index; see
 /// docs/testing.md).
 pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 8;
+/// Most bytes of stored entries in one AppendEntries RPC, beyond its first entry (which is
+/// always sent). Entries range from a few hundred bytes to a full batch of about a megabyte,
+/// so the entry count alone does not bound an RPC (`raft/log_store.rs`).
+pub const RAFT_PAYLOAD_BYTES_MAX: usize = 256 << 10;
 /// Bytes per InstallSnapshot RPC (openraft's default is 3 MiB).
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// Time for one InstallSnapshot RPC (openraft's default is 200 ms).
@@ -34,7 +39,7 @@ pub const RESTORE_BLOCK_CACHE_MB: usize = 64;
 /// Largest gRPC message a client may send or receive.
 pub const CLIENT_MESSAGE_BYTES_MAX: usize = 16 << 20;
 
-const _: () = assert!(HEARTBEAT_INTERVAL_MS * 4 <= ELECTION_TIMEOUT_MS_MIN);
+const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(READ_TIMEOUT_MS <= WRITE_TIMEOUT_MS);
 

@@ -44,6 +44,8 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::config::RAFT_PAYLOAD_BYTES_MAX;
+
 /// Column family of the log entries, keyed by big-endian index.
 pub const LOG_CF: &str = "raft_log";
 /// Column family of the vote, the committed log id and the last purged log id.
@@ -73,6 +75,10 @@ pub const BLOCK_CACHE_MB_MIN: usize = 8;
 const BYTES_PER_MB: usize = 1 << 20;
 /// Bloom filter size for the state column families (about 1% false positives).
 const BLOOM_FILTER_BITS_PER_KEY: f64 = 10.0;
+/// Share of each state memtable given to its bloom filter. Most point reads of an apply are of
+/// keys that do not exist yet (new transfer ids), and without a filter each one walks the
+/// memtable's skip list (13% of the leader's CPU at batch 1, docs/benchmarks.md).
+const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
 /// Size of the crc32 that prefixes every stored record.
 const CHECKSUM_BYTES: usize = 4;
 
@@ -100,6 +106,8 @@ pub fn open_db(path: impl AsRef<Path>, block_cache_mb: usize) -> Result<Arc<DB>,
     let mut state_options = Options::default();
     state_options.set_block_based_table_factory(&state_table);
     state_options.set_compression_type(DBCompressionType::Lz4);
+    state_options.set_memtable_whole_key_filtering(true);
+    state_options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
 
     let mut db_options = Options::default();
     db_options.create_if_missing(true);
@@ -215,8 +223,8 @@ impl<C> Debug for LogStore<C> {
     }
 }
 
-/// Returns `[crc32][postcard(value)]`.
-fn seal<T: Serialize>(value: &T) -> Result<Vec<u8>, LogStoreError> {
+/// Returns `[crc32][postcard(value)]`: how every log entry and metadata value is stored.
+pub fn seal<T: Serialize>(value: &T) -> Result<Vec<u8>, LogStoreError> {
     let payload = postcard::to_stdvec(value).map_err(LogStoreError::Encode)?;
     let mut record = Vec::with_capacity(CHECKSUM_BYTES + payload.len());
     record.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
@@ -224,7 +232,6 @@ fn seal<T: Serialize>(value: &T) -> Result<Vec<u8>, LogStoreError> {
     Ok(record)
 }
 
-/// Checks a `[crc32][payload]` record and decodes its payload.
 /// The committed index as last saved (0 when none), for status reports. It may trail the
 /// leader's true commit by the entries committed since the last save.
 pub fn saved_committed_index(db: &DB) -> Result<u64, LogStoreError> {
@@ -245,7 +252,8 @@ pub fn saved_committed_index(db: &DB) -> Result<u64, LogStoreError> {
     Ok(committed.map(|l| l.index).unwrap_or(0))
 }
 
-fn unseal<T: DeserializeOwned>(record: &[u8]) -> Result<T, Corruption> {
+/// Checks a `[crc32][payload]` record and decodes its payload.
+pub fn unseal<T: DeserializeOwned>(record: &[u8]) -> Result<T, Corruption> {
     let Some((stored, payload)) = record.split_first_chunk::<CHECKSUM_BYTES>() else {
         return Err(Corruption::TooShort { len: record.len() });
     };
@@ -255,6 +263,45 @@ fn unseal<T: DeserializeOwned>(record: &[u8]) -> Result<T, Corruption> {
         return Err(Corruption::ChecksumMismatch { stored, computed });
     }
     postcard::from_bytes(payload).map_err(|e| Corruption::Undecodable(e.to_string()))
+}
+
+/// Checks and decodes one `raft_log` record as RocksDB returns it: the key must be 8 bytes, be
+/// the index the scan expects (`expected`, the previous index + 1, if a previous entry was
+/// seen), and the record must pass its crc32, decode, and hold the entry of that index.
+/// `position` names the damage when the key itself is malformed.
+pub fn decode_entry<C>(
+    key: &[u8],
+    record: &[u8],
+    position: u64,
+    expected: Option<u64>,
+) -> Result<Entry<C>, CorruptLogEntry>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+{
+    let corrupt = |index, corruption| CorruptLogEntry { index, corruption };
+    let Ok(key) = <[u8; 8]>::try_from(key) else {
+        return Err(corrupt(
+            position,
+            Corruption::MalformedKey { len: key.len() },
+        ));
+    };
+    let index = u64::from_be_bytes(key);
+    if let Some(expected) = expected.filter(|expected| *expected != index) {
+        // The log must not have holes (openraft relies on it): an absent index between two
+        // present ones means records were lost.
+        return Err(corrupt(
+            expected,
+            Corruption::Missing {
+                next_present: index,
+            },
+        ));
+    }
+    let entry: Entry<C> = unseal(record).map_err(|corruption| corrupt(index, corruption))?;
+    let found = entry.get_log_id().index;
+    if found != index {
+        return Err(corrupt(index, Corruption::IndexMismatch { found }));
+    }
+    Ok(entry)
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -345,7 +392,10 @@ where
         self.read_meta::<Option<LogId<u64>>>(COMMITTED_KEY)?;
         self.read_meta::<LogId<u64>>(PURGED_KEY)?;
         let mut checked = 0u64;
-        self.scan(0, None, |_| checked += 1)?;
+        self.scan(0, None, |_, _| {
+            checked += 1;
+            true
+        })?;
         Ok(checked)
     }
 
@@ -421,8 +471,7 @@ where
         self.write_synced(batch)
     }
 
-    /// Checks one `raft_log` record. `expected` is the index the scan expects (the previous
-    /// index + 1), if a previous entry was seen.
+    /// Checks one `raft_log` record (see [`decode_entry`]); damage is recorded.
     fn check_entry(
         &self,
         key: &[u8],
@@ -430,40 +479,16 @@ where
         position: u64,
         expected: Option<u64>,
     ) -> Result<Entry<C>, LogStoreError> {
-        let corrupt =
-            |index, corruption| self.damaged(CorruptLogEntry { index, corruption }.into());
-        let Ok(key) = <[u8; 8]>::try_from(key) else {
-            return Err(corrupt(
-                position,
-                Corruption::MalformedKey { len: key.len() },
-            ));
-        };
-        let index = u64::from_be_bytes(key);
-        if let Some(expected) = expected.filter(|expected| *expected != index) {
-            // The log must not have holes (openraft relies on it): an absent index between two
-            // present ones means records were lost.
-            return Err(corrupt(
-                expected,
-                Corruption::Missing {
-                    next_present: index,
-                },
-            ));
-        }
-        let entry: Entry<C> = unseal(record).map_err(|corruption| corrupt(index, corruption))?;
-        let found = entry.get_log_id().index;
-        if found != index {
-            return Err(corrupt(index, Corruption::IndexMismatch { found }));
-        }
-        Ok(entry)
+        decode_entry(key, record, position, expected).map_err(|e| self.damaged(e.into()))
     }
 
     /// Visits, in order, the checked entries with indexes in `[start, end)` (`end = None`:
-    /// to the end of the log).
+    /// to the end of the log), each with the size of its record, until `visit` returns false.
     fn scan(
         &self,
         start: u64,
         end: Option<u64>,
-        mut visit: impl FnMut(Entry<C>),
+        mut visit: impl FnMut(Entry<C>, usize) -> bool,
     ) -> Result<(), LogStoreError> {
         if end.is_some_and(|end| end <= start) {
             return Ok(());
@@ -485,7 +510,9 @@ where
             let position = expected.unwrap_or(start);
             let entry = self.check_entry(&key, &record, position, expected)?;
             expected = entry.get_log_id().index.checked_add(1);
-            visit(entry);
+            if !visit(entry, record.len()) {
+                break;
+            }
         }
         Ok(())
     }
@@ -533,8 +560,34 @@ where
             Bound::Unbounded => None,
         };
         let mut entries = Vec::new();
-        self.scan(start, end, |entry| entries.push(entry))
-            .map_err(read_logs_error)?;
+        self.scan(start, end, |entry, _| {
+            entries.push(entry);
+            true
+        })
+        .map_err(read_logs_error)?;
+        Ok(entries)
+    }
+
+    /// The entries one AppendEntries carries: from `start`, at most
+    /// [`RAFT_PAYLOAD_BYTES_MAX`] of records, but always the first entry. openraft 0.9 gives
+    /// each AppendEntries the heartbeat interval as its timeout, so an RPC must stay small by
+    /// bytes, not only by entry count (`max_payload_entries` caps the count).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<C>>, StorageError<u64>> {
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        self.scan(start, Some(end), |entry, len| {
+            bytes += len;
+            if !entries.is_empty() && bytes > RAFT_PAYLOAD_BYTES_MAX {
+                return false;
+            }
+            entries.push(entry);
+            true
+        })
+        .map_err(read_logs_error)?;
         Ok(entries)
     }
 }
@@ -701,6 +754,60 @@ mod tests {
         ));
         let vote: Option<Vote<u64>> = store.read_meta(VOTE_KEY).expect("reads still work");
         assert_eq!(vote, Some(Vote::new(1, 1)));
+    }
+
+    openraft::declare_raft_types!(
+        BlobConfig:
+            D = Vec<u8>,
+            R = u64,
+            SnapshotData = std::io::Cursor<Vec<u8>>,
+    );
+
+    #[tokio::test]
+    async fn an_append_entries_payload_is_bounded_by_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_db(dir.path(), BLOCK_CACHE_MB_MIN).expect("open db");
+        let mut store = LogStore::<BlobConfig>::new(db).expect("log store");
+        // Entries 1-10 of a third of the budget, 11-20 of a few bytes, 21 over the budget.
+        let size = |index: u64| match index {
+            1..=10 => RAFT_PAYLOAD_BYTES_MAX / 3,
+            11..=20 => 10,
+            _ => 2 * RAFT_PAYLOAD_BYTES_MAX,
+        };
+        let mut batch = WriteBatch::default();
+        for index in 1..=21 {
+            let entry = Entry::<BlobConfig> {
+                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+                payload: openraft::EntryPayload::Normal(vec![7; size(index)]),
+            };
+            let cf = store.cf(LOG_CF).expect("log cf");
+            batch.put_cf(cf, index_key(index), seal(&entry).expect("seal"));
+        }
+        store.write_synced(batch).expect("write");
+
+        let sent = |start, end| {
+            let mut store = store.clone();
+            async move {
+                let entries = store
+                    .limited_get_log_entries(start, end)
+                    .await
+                    .expect("read");
+                entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(sent(1, 22).await, [1, 2], "as many as fit in the budget");
+        assert_eq!(
+            sent(11, 21).await,
+            (11..=20).collect::<Vec<_>>(),
+            "small ones"
+        );
+        assert_eq!(sent(21, 22).await, [21], "one over the budget goes alone");
+        assert_eq!(sent(20, 22).await, [20], "and not after another");
+        assert_eq!(
+            store.try_get_log_entries(1..22).await.expect("read").len(),
+            21,
+            "unbounded reads are whole"
+        );
     }
 
     #[test]
