@@ -662,9 +662,10 @@ where
             for entry in entries {
                 batch.put_cf(cf, index_key(entry.get_log_id().index), seal(&entry)?);
             }
+            let long = batch.size_in_bytes() >= super::BLOCKING_BYTES_MIN;
             // One synced batch: the entries are on disk, all or none, before openraft hears of
             // it through the callback.
-            self.write_synced(batch)
+            super::blocking(long, || self.write_synced(batch))
         })();
         match result {
             Ok(()) => {

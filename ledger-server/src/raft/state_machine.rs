@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ledger_core::{apply_entry, ApplyCtx, Table};
+use ledger_core::{apply_entry, ApplyCtx, Command, Table};
 
 use crate::metrics::{count_events, StorageCounters};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -299,46 +299,59 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let db = self.shared.db.clone();
-        let mut view = StateView::new(&db);
-        let mut applied = self.applied.clone();
-        let mut responses = Vec::new();
-        for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => LedgerResponse::default(),
-                EntryPayload::Normal(request) => {
-                    let ctx = ApplyCtx {
-                        log_index: entry.log_id.index,
-                        timestamp: request.timestamp,
-                    };
-                    let results = apply_entry(&mut view, &request.commands, ctx);
-                    tracing::debug!(
-                        log_index = entry.log_id.index,
-                        request_ids = ?request.request_ids,
-                        "applied"
-                    );
-                    count_events(&self.counters.events, &results);
-                    LedgerResponse { results }
-                }
-                EntryPayload::Membership(membership) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    LedgerResponse::default()
-                }
-            };
-            responses.push(response);
-        }
-        let mut batch = view
-            .into_write_batch()
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        let meta_cf = cf(&db, Table::Meta).map_err(|e| StorageIOError::write_state_machine(&e))?;
-        let bytes =
-            postcard::to_stdvec(&applied).map_err(|e| StorageIOError::write_state_machine(&e))?;
-        batch.put_cf(meta_cf, APPLIED_KEY, bytes);
-        db.write(batch)
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.applied = applied;
-        Ok(responses)
+        // Applying a run of entries reads and writes RocksDB synchronously: a long run is
+        // handed off so that it does not hold a worker the Raft core needs.
+        let entries: Vec<_> = entries.into_iter().collect();
+        let events: usize = entries
+            .iter()
+            .map(|entry| match &entry.payload {
+                EntryPayload::Normal(request) => request.commands.iter().map(Command::len).sum(),
+                _ => 0,
+            })
+            .sum();
+        crate::raft::blocking(events >= crate::raft::BLOCKING_EVENTS_MIN, || {
+            let db = self.shared.db.clone();
+            let mut view = StateView::new(&db);
+            let mut applied = self.applied.clone();
+            let mut responses = Vec::new();
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => LedgerResponse::default(),
+                    EntryPayload::Normal(request) => {
+                        let ctx = ApplyCtx {
+                            log_index: entry.log_id.index,
+                            timestamp: request.timestamp,
+                        };
+                        let results = apply_entry(&mut view, &request.commands, ctx);
+                        tracing::debug!(
+                            log_index = entry.log_id.index,
+                            request_ids = ?request.request_ids,
+                            "applied"
+                        );
+                        count_events(&self.counters.events, &results);
+                        LedgerResponse { results }
+                    }
+                    EntryPayload::Membership(membership) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        LedgerResponse::default()
+                    }
+                };
+                responses.push(response);
+            }
+            let mut batch = view
+                .into_write_batch()
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            let meta_cf =
+                cf(&db, Table::Meta).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            let bytes = postcard::to_stdvec(&applied)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            batch.put_cf(meta_cf, APPLIED_KEY, bytes);
+            db.write(batch)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            self.applied = applied;
+            Ok(responses)
+        })
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

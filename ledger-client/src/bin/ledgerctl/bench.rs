@@ -180,12 +180,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let ops = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let reconnects = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for client_index in 0..args.clients {
         let mut client = crate::connect::ledger(&leader).await?;
         let (histogram, ops, errors) = (histogram.clone(), ops.clone(), errors.clone());
-        let first_error = first_error.clone();
+        let (first_error, reconnects) = (first_error.clone(), reconnects.clone());
+        let endpoints = args.endpoints.clone();
         let (accounts, batch, seed) = (u128::from(args.accounts), args.batch, args.seed);
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed + client_index);
@@ -230,6 +232,15 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                                 format!("{:?}: {}", status.code(), status.message())
                             });
                         tokio::time::sleep(Duration::from_millis(10)).await;
+                        // The leader changed: follow it, as `LedgerClient` does.
+                        if status.message().starts_with("LEDGER_NOT_LEADER") {
+                            if let Ok(leader) = find_leader(&endpoints).await {
+                                if let Ok(new_client) = crate::connect::ledger(&leader).await {
+                                    client = new_client;
+                                    reconnects.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -278,6 +289,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "p999_ms": ms(0.999),
         "errors": errors.load(Ordering::Relaxed),
         "first_error": first_error.lock().expect("error lock").clone(),
+        "leader_reconnects": reconnects.load(Ordering::Relaxed),
         "seconds": args.seconds,
         "accounts": args.accounts,
     });
