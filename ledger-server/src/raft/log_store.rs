@@ -79,6 +79,11 @@ const BLOOM_FILTER_BITS_PER_KEY: f64 = 10.0;
 /// keys that do not exist yet (new transfer ids), and without a filter each one walks the
 /// memtable's skip list (13% of the leader's CPU at batch 1, docs/benchmarks.md).
 const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
+/// Memtable size of each state column family (RocksDB's default is 64 MiB). Applying a full
+/// batch inserts tens of thousands of records at random places of the memtables' skip lists,
+/// and each insert and read walks a list as deep as the memtable is large: at 64 MiB, skip-list
+/// inserts were a third of the leader's CPU at batch 8,189 (docs/benchmarks.md).
+const STATE_WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// Size of the crc32 that prefixes every stored record.
 const CHECKSUM_BYTES: usize = 4;
 
@@ -106,6 +111,7 @@ pub fn open_db(path: impl AsRef<Path>, block_cache_mb: usize) -> Result<Arc<DB>,
     let mut state_options = Options::default();
     state_options.set_block_based_table_factory(&state_table);
     state_options.set_compression_type(DBCompressionType::Lz4);
+    state_options.set_write_buffer_size(STATE_WRITE_BUFFER_BYTES);
     state_options.set_memtable_whole_key_filtering(true);
     state_options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
 

@@ -62,20 +62,31 @@ impl<'a> StateView<'a> {
         if let Some(error) = self.error.into_inner() {
             return Err(error);
         }
+        // In each column family's key order: RocksDB inserts a batch into the memtable skip
+        // lists one record after another, and an insert next to the previous one reuses its
+        // search path, where a random one walks the list from the top (a third of the leader's
+        // CPU at batch 8,189, docs/benchmarks.md).
+        let mut records: Vec<(Table, Vec<u8>, Option<&Value>)> = self
+            .overlay
+            .iter()
+            .map(|(key, value)| {
+                let mut key_bytes = Vec::with_capacity(32);
+                encode_key(key, &mut key_bytes);
+                (key.table(), key_bytes, value.as_ref())
+            })
+            .collect();
+        records.sort_unstable_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
         let mut batch = WriteBatch::default();
-        let mut key_buf = Vec::with_capacity(32);
         let mut value_buf = Vec::with_capacity(192);
-        for (key, value) in &self.overlay {
-            let cf = cf(self.db, key.table())?;
-            key_buf.clear();
-            encode_key(key, &mut key_buf);
+        for (table, key, value) in records {
+            let cf = cf(self.db, table)?;
             match value {
                 Some(value) => {
                     value_buf.clear();
                     encode_value(value, &mut value_buf);
-                    batch.put_cf(cf, &key_buf, &value_buf);
+                    batch.put_cf(cf, &key, &value_buf);
                 }
-                None => batch.delete_cf(cf, &key_buf),
+                None => batch.delete_cf(cf, &key),
             }
         }
         Ok(batch)
