@@ -183,6 +183,20 @@ impl<'s, S: Store> Engine<'s, S> {
         if let Some(old) = &old {
             self.meta.digest = self.meta.digest.wrapping_sub(self.hasher.hash(&key, old));
         }
+        self.write(key, value, old);
+    }
+
+    /// Writes a record whose key cannot exist yet, without reading the old value for the
+    /// digest: an account-entry key holds the timestamp of its event, and timestamps are never
+    /// given out twice. On RocksDB each read of an absent key checks the bloom filter of every
+    /// memtable and level; these were two of a transfer's point reads.
+    pub(crate) fn put_fresh(&mut self, key: Key, value: Value) {
+        debug_assert!(self.store.get(&key).is_none(), "fresh key {key:?} exists");
+        self.write(key, value, None);
+    }
+
+    /// Stores `value` over `old` (already taken out of the digest).
+    fn write(&mut self, key: Key, value: Value, old: Option<Value>) {
         self.meta.digest = self
             .meta
             .digest
@@ -324,7 +338,7 @@ impl<'s, S: Store> Engine<'s, S> {
             .flags
             .contains(crate::account::AccountFlags::HISTORY)
             .then(|| account.balances());
-        self.put(
+        self.put_fresh(
             Key::AccountEntry {
                 account_id: account.id,
                 timestamp,

@@ -6,6 +6,10 @@
 //! disagree after a crash. The write is not fsynced: the log is, and on restart openraft
 //! re-applies every entry after the applied id that reached disk.
 //!
+//! Between applies the state machine keeps the accounts it last committed in memory
+//! ([`AccountCache`]): updated only after a write succeeds, emptied when a snapshot is
+//! installed, so a read from it is a read of RocksDB without the skip-list walk.
+//!
 //! Snapshots: built from a consistent RocksDB snapshot into a checksummed file
 //! (`storage/snapshot_file.rs`), streamed by openraft in chunks, verified end to end on the
 //! receiver and installed in one `WriteBatch` that replaces every state column family.
@@ -28,11 +32,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::raft::types::{LedgerResponse, LogId, StorageError, StoredMembership, TypeConfig};
 use crate::storage::snapshot_file::{read_snapshot, SnapshotMeta, SnapshotWriter};
-use crate::storage::state_store::{cf, StateView};
+use crate::storage::state_store::{cf, AccountCache, StateView};
 
 /// Key of the Raft bookkeeping in the `state_meta` column family (the core's own record is
 /// under a one-byte key, so the two never collide).
 const APPLIED_KEY: &[u8] = b"raft_applied";
+/// Records a transfer writes (the transfer, two accounts, two account-entry records): sizes the
+/// view of an apply.
+const RECORDS_PER_EVENT: usize = 5;
+/// Most accounts kept in the state machine's cache (about 200 bytes each); when full it is
+/// emptied and fills again with the accounts in use.
+const ACCOUNT_CACHE_MAX: usize = 1 << 18;
 /// Name of the file that points at the current snapshot.
 const CURRENT_SNAPSHOT_FILE: &str = "current";
 
@@ -119,6 +129,9 @@ pub struct LedgerStateMachine {
     applied: AppliedState,
     receiving: Option<PathBuf>,
     counters: StorageCounters,
+    /// Committed accounts, so that applies do not read them from RocksDB again; see
+    /// [`AccountCache`].
+    accounts: AccountCache,
 }
 
 impl LedgerStateMachine {
@@ -144,6 +157,7 @@ impl LedgerStateMachine {
             applied,
             receiving: None,
             counters: StorageCounters::default(),
+            accounts: AccountCache::default(),
         })
     }
 
@@ -311,7 +325,8 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             .sum();
         crate::raft::blocking(events >= crate::raft::BLOCKING_EVENTS_MIN, || {
             let db = self.shared.db.clone();
-            let mut view = StateView::new(&db);
+            let mut view =
+                StateView::with_account_cache(&db, events * RECORDS_PER_EVENT, &self.accounts);
             let mut applied = self.applied.clone();
             let mut responses = Vec::new();
             for entry in entries {
@@ -339,6 +354,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                 };
                 responses.push(response);
             }
+            let touched = view.touched_accounts();
             let mut batch = view
                 .into_write_batch()
                 .map_err(|e| StorageIOError::write_state_machine(&e))?;
@@ -349,6 +365,16 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             batch.put_cf(meta_cf, APPLIED_KEY, bytes);
             db.write(batch)
                 .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            // Only now are these the committed accounts.
+            if self.accounts.len() + touched.len() > ACCOUNT_CACHE_MAX {
+                self.accounts.clear();
+            }
+            for (id, account) in touched {
+                match account {
+                    Some(account) => self.accounts.insert(id, account),
+                    None => self.accounts.remove(&id),
+                };
+            }
             self.applied = applied;
             Ok(responses)
         })
@@ -381,6 +407,8 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
+        // The snapshot replaces every account (and a failed install leaves nothing certain).
+        self.accounts.clear();
         snapshot
             .sync_all()
             .await
