@@ -7,13 +7,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Heartbeat from the leader to each follower. openraft 0.9 also uses it as the timeout of
 /// every AppendEntries RPC, so it must cover replicating (and fsyncing) a full batch of large
-/// entries: at 50 ms, batches of 8,189 transfers timed out and replication stalled.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// entries on a loaded host: at 50 ms, batches of 8,189 transfers timed out and replication
+/// stalled; at 100 ms, 40 s of full batches still saw 24 timeouts (each puts the follower's
+/// replication in backoff, and enough of them cost an election); at 150 ms, none
+/// (docs/benchmarks.md).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 150;
 /// A follower starts an election once it has heard nothing for the leader lease plus a random
 /// time in this range. The maximum is openraft's leader lease: a follower also refuses to vote
 /// while it heard from a leader within it. So a failover takes one lease plus one timeout,
-/// 900-1,200 ms, and a follower calls an election only after 9 heartbeats went unheard.
-pub const ELECTION_TIMEOUT_MS_MIN: u64 = 300;
+/// 1,050-1,200 ms, and a follower calls an election only after 7 heartbeats went unheard.
+pub const ELECTION_TIMEOUT_MS_MIN: u64 = 450;
 pub const ELECTION_TIMEOUT_MS_MAX: u64 = 600;
 /// Most entries in one AppendEntries RPC (openraft's default is 300), so that one RPC fits in
 /// the heartbeat interval openraft uses as its timeout even for a follower catching up. 32 was
