@@ -7,31 +7,12 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ledger_core::*;
 
-const ACCOUNTS: u128 = 10_000;
-
-/// A small deterministic generator, so every run moves the same money.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
+mod support;
+use support::{random_transfer, Lcg};
 
 fn setup() -> MemoryStore {
     let mut store = MemoryStore::new();
-    let accounts: Vec<Account> = (1..=ACCOUNTS)
-        .map(|id| Account {
-            id,
-            ledger: 1,
-            code: 1,
-            ..Account::default()
-        })
-        .collect();
+    let accounts = support::accounts();
     for (i, chunk) in accounts.chunks(EVENTS_PER_BATCH_MAX).enumerate() {
         let ctx = ApplyCtx {
             log_index: i as u64 + 1,
@@ -56,19 +37,8 @@ fn bench_apply(c: &mut Criterion) {
                 for _ in 0..iters {
                     let transfers: Vec<Transfer> = (0..batch)
                         .map(|_| {
-                            let debit = u128::from(rng.next()) % ACCOUNTS + 1;
-                            let credit =
-                                (debit + u128::from(rng.next()) % (ACCOUNTS - 1)) % ACCOUNTS + 1;
                             next_id += 1;
-                            Transfer {
-                                id: next_id,
-                                debit_account_id: debit,
-                                credit_account_id: credit,
-                                amount: u128::from(rng.next() % 100 + 1),
-                                ledger: 1,
-                                code: 1,
-                                ..Transfer::default()
-                            }
+                            random_transfer(&mut rng, next_id)
                         })
                         .collect();
                     let command = Command::CreateTransfers(transfers);

@@ -8,28 +8,18 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ledger_core::{Account, Command, Transfer, EVENTS_PER_BATCH_MAX};
+use ledger_core::{Command, EVENTS_PER_BATCH_MAX};
 use ledger_server::raft::log_store::open_db;
 use ledger_server::raft::state_machine::LedgerStateMachine;
 use ledger_server::raft::types::{LedgerRequest, TypeConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
-const ACCOUNTS: u128 = 10_000;
 const BLOCK_CACHE_MB: usize = 256;
 
-/// A small deterministic generator, so every run moves the same money.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
+#[path = "../../ledger-core/benches/support/mod.rs"]
+mod support;
+use support::{random_transfer, Lcg};
 
 /// Feeds entries to one state machine, numbering them as a log would.
 struct Node {
@@ -53,14 +43,7 @@ impl Node {
             rng: Lcg(42),
             _dir: dir,
         };
-        let accounts: Vec<Account> = (1..=ACCOUNTS)
-            .map(|id| Account {
-                id,
-                ledger: 1,
-                code: 1,
-                ..Account::default()
-            })
-            .collect();
+        let accounts = support::accounts();
         for chunk in accounts.chunks(EVENTS_PER_BATCH_MAX) {
             node.apply(vec![Command::CreateAccounts(chunk.to_vec())])
                 .await;
@@ -71,18 +54,8 @@ impl Node {
     fn transfers(&mut self, count: usize) -> Command {
         let transfers = (0..count)
             .map(|_| {
-                let debit = u128::from(self.rng.next()) % ACCOUNTS + 1;
-                let credit = (debit + u128::from(self.rng.next()) % (ACCOUNTS - 1)) % ACCOUNTS + 1;
                 self.next_id += 1;
-                Transfer {
-                    id: self.next_id,
-                    debit_account_id: debit,
-                    credit_account_id: credit,
-                    amount: u128::from(self.rng.next() % 100 + 1),
-                    ledger: 1,
-                    code: 1,
-                    ..Transfer::default()
-                }
+                random_transfer(&mut self.rng, self.next_id)
             })
             .collect();
         Command::CreateTransfers(transfers)

@@ -84,6 +84,9 @@ const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
 /// and each insert and read walks a list as deep as the memtable is large: at 64 MiB, skip-list
 /// inserts were a third of the leader's CPU at batch 8,189 (docs/benchmarks.md).
 const STATE_WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// Most bytes of write-ahead log kept before the column families holding the oldest file are
+/// flushed (RocksDB's default is four times all memtables: about 2 GB here).
+const WAL_BYTES_MAX: u64 = 256 << 20;
 /// Size of the crc32 that prefixes every stored record.
 const CHECKSUM_BYTES: usize = 4;
 
@@ -124,6 +127,11 @@ pub fn open_db(path: impl AsRef<Path>, block_cache_mb: usize) -> Result<Arc<DB>,
     // write that was never acknowledged as synced) and failing the open on any other damage
     // turns that silent loss into a refusal to start.
     db_options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+    // A write-ahead log file is kept until every column family with data in it has flushed,
+    // and most state families are written rarely: without a bound, 10 million accounts left
+    // about 150 log files (over 2 GB) per node, all replayed at the next start. Past this
+    // total, RocksDB flushes the families that hold the oldest file.
+    db_options.set_max_total_wal_size(WAL_BYTES_MAX);
 
     let families = [LOG_CF, META_CF]
         .into_iter()
