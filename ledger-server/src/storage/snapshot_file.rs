@@ -3,9 +3,11 @@
 //! Layout: an 8-byte magic, then chunks `[u32 length][u32 crc32][payload]`, little-endian. The
 //! first payload byte says what the chunk is: the header (the Raft snapshot meta), a run of
 //! records (`[u8 table][u32 key length][key][u32 value length][value]`, the raw RocksDB bytes
-//! of the state column families), or the trailer (record and chunk counts). A reader verifies
-//! every crc and the trailer before it hands out a single record, so a damaged or truncated
-//! snapshot is refused as a whole and never installed.
+//! of the state column families), the same run compressed (`[u32 length of the run][LZ4
+//! block]`; written whenever it is smaller), or the trailer (record and chunk counts). The crc
+//! covers the payload as stored, so damage is caught before anything is decompressed. A reader
+//! verifies every crc and the trailer before it hands out a single record, so a damaged or
+//! truncated snapshot is refused as a whole and never installed.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -28,6 +30,7 @@ const _: () = assert!(SNAPSHOT_CHUNK_BYTES < SNAPSHOT_CHUNK_BYTES_MAX);
 const CHUNK_HEADER: u8 = 1;
 const CHUNK_RECORDS: u8 = 2;
 const CHUNK_TRAILER: u8 = 3;
+const CHUNK_RECORDS_LZ4: u8 = 4;
 
 /// Receives each record of a snapshot: its table, key and value bytes.
 type RecordVisitor<'a> = dyn FnMut(Table, &[u8], &[u8]) + 'a;
@@ -52,6 +55,8 @@ struct Trailer {
 pub struct SnapshotWriter {
     out: BufWriter<File>,
     chunk: Vec<u8>,
+    /// The compressed form of `chunk`, reused from chunk to chunk.
+    packed: Vec<u8>,
     records: u64,
     chunks: u64,
 }
@@ -63,6 +68,7 @@ impl SnapshotWriter {
         let mut writer = Self {
             out,
             chunk: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 4096),
+            packed: Vec::new(),
             records: 0,
             chunks: 0,
         };
@@ -85,17 +91,42 @@ impl SnapshotWriter {
         self.chunk.extend_from_slice(value);
         self.records += 1;
         if self.chunk.len() >= SNAPSHOT_CHUNK_BYTES {
-            let chunk = std::mem::replace(&mut self.chunk, vec![CHUNK_RECORDS]);
-            self.write_chunk(&chunk)?;
+            self.write_records()?;
+            self.chunk.push(CHUNK_RECORDS);
         }
         Ok(())
+    }
+
+    /// Writes the records gathered so far, compressed if that makes them smaller (records are
+    /// mostly small integers and zeros: a snapshot of 10 thousand accounts after 10 million
+    /// transfers was 3.0 GB raw), and empties the chunk.
+    fn write_records(&mut self) -> Result<(), SnapshotFileError> {
+        let run = &self.chunk[1..];
+        let mut packed = std::mem::take(&mut self.packed);
+        packed.clear();
+        packed.push(CHUNK_RECORDS_LZ4);
+        packed.extend_from_slice(&(run.len() as u32).to_le_bytes());
+        packed.resize(5 + lz4_flex::block::get_maximum_output_size(run.len()), 0);
+        let written = lz4_flex::block::compress_into(run, &mut packed[5..])
+            .map_err(|e| SnapshotFileError::Corrupt(format!("compressing a chunk: {e}")))?;
+        packed.truncate(5 + written);
+        let result = if packed.len() < self.chunk.len() {
+            self.write_chunk(&packed)
+        } else {
+            let chunk = std::mem::take(&mut self.chunk);
+            let result = self.write_chunk(&chunk);
+            self.chunk = chunk;
+            result
+        };
+        self.packed = packed;
+        self.chunk.clear();
+        result
     }
 
     /// Writes the last records and the trailer, and makes the file durable.
     pub fn finish(mut self) -> Result<u64, SnapshotFileError> {
         if self.chunk.len() > 1 {
-            let chunk = std::mem::take(&mut self.chunk);
-            self.write_chunk(&chunk)?;
+            self.write_records()?;
         }
         let mut trailer = vec![CHUNK_TRAILER];
         let counts = Trailer {
@@ -191,6 +222,9 @@ fn scan(
             CHUNK_RECORDS if meta.is_some() => {
                 records += decode_records(body, visit)?;
             }
+            CHUNK_RECORDS_LZ4 if meta.is_some() => {
+                records += decode_records(&decompress(body)?, visit)?;
+            }
             CHUNK_TRAILER => {
                 let trailer: Trailer =
                     postcard::from_bytes(body).map_err(|_| corrupt("bad trailer"))?;
@@ -203,6 +237,25 @@ fn scan(
             _ => return Err(corrupt("unexpected chunk kind")),
         }
         chunks += 1;
+    }
+}
+
+/// The records of a compressed chunk: `[u32 length][LZ4 block]`, which must decompress to
+/// exactly that length, at most [`SNAPSHOT_CHUNK_BYTES_MAX`].
+fn decompress(body: &[u8]) -> Result<Vec<u8>, SnapshotFileError> {
+    let corrupt = |reason: &str| SnapshotFileError::Corrupt(reason.to_string());
+    let (len, block) = body
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("compressed chunk too short"))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > SNAPSHOT_CHUNK_BYTES_MAX {
+        return Err(corrupt("compressed chunk length out of range"));
+    }
+    let mut run = vec![0u8; len];
+    match lz4_flex::block::decompress_into(block, &mut run) {
+        Ok(n) if n == len => Ok(run),
+        Ok(_) => Err(corrupt("compressed chunk shorter than stated")),
+        Err(_) => Err(corrupt("compressed chunk does not decompress")),
     }
 }
 
@@ -260,7 +313,8 @@ mod tests {
         }
         assert_eq!(writer.finish().expect("finish"), 600);
         let bytes = std::fs::read(&path).expect("read");
-        assert!(bytes.len() > 2 * SNAPSHOT_CHUNK_BYTES);
+        // 2.4 MB of records, compressed (they are all nines) into three chunks.
+        assert!(bytes.len() < 100_000, "{} bytes", bytes.len());
 
         let from_file = records(|visit| {
             let (read_meta, count) = read_snapshot(&path, visit).expect("file");
@@ -285,11 +339,100 @@ mod tests {
         let mut long = bytes.clone();
         long[8..12].copy_from_slice(&(SNAPSHOT_CHUNK_BYTES_MAX as u32).to_le_bytes());
         damaged.push(long);
+        damaged.extend(damaged_records_chunks(&bytes));
         for file in damaged {
             let mut visited = 0;
             let result = read_snapshot_bytes(&file, |_, _, _| visited += 1);
             assert!(matches!(result, Err(SnapshotFileError::Corrupt(_))));
             assert_eq!(visited, 0);
         }
+    }
+
+    /// The chunks of a file: (offset, kind, payload).
+    fn chunks(bytes: &[u8]) -> Vec<(usize, u8, Vec<u8>)> {
+        let mut at = MAGIC.len();
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+            let payload = bytes[at + 8..at + 8 + len].to_vec();
+            out.push((at, payload[0], payload));
+            at += 8 + len;
+        }
+        out
+    }
+
+    /// Copies of `bytes` with the first compressed chunk's payload damaged and its crc made
+    /// right again: the damage only the decompressor can see.
+    fn damaged_records_chunks(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let (at, _, payload) = chunks(bytes)
+            .into_iter()
+            .find(|(_, kind, _)| *kind == CHUNK_RECORDS_LZ4)
+            .expect("a compressed chunk");
+        let rewrite = |payload: Vec<u8>| {
+            let mut file = bytes[..at].to_vec();
+            file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            file.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            file.extend_from_slice(&payload);
+            let old_len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+            file.extend_from_slice(&bytes[at + 8 + old_len..]);
+            file
+        };
+        let stated = |payload: &[u8], len: u32| {
+            let mut p = payload.to_vec();
+            p[1..5].copy_from_slice(&len.to_le_bytes());
+            p
+        };
+        let raw_len = u32::from_le_bytes(payload[1..5].try_into().expect("4"));
+        let mut cut = payload.clone();
+        cut.truncate(payload.len() / 2);
+        let mut garbled = payload.clone();
+        for byte in &mut garbled[5..] {
+            *byte = 0xff;
+        }
+        vec![
+            rewrite(cut),
+            rewrite(garbled),
+            rewrite(stated(&payload, raw_len - 1)),
+            rewrite(stated(&payload, raw_len + 1)),
+            rewrite(stated(&payload, SNAPSHOT_CHUNK_BYTES_MAX as u32 + 1)),
+            rewrite(payload[..3].to_vec()),
+        ]
+    }
+
+    #[test]
+    fn records_that_do_not_compress_are_stored_raw_and_both_kinds_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snapshot");
+        let meta = SnapshotMeta::default();
+        let mut writer = SnapshotWriter::create(&path, &meta).expect("create");
+        // Noise (xorshift) first, then zeros: at least one chunk of each kind.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut noise = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        };
+        let mut written = Vec::new();
+        for i in 0u32..800 {
+            let value: Vec<u8> = if i < 400 {
+                (0..512).flat_map(|_| noise()).collect()
+            } else {
+                vec![0; 4096]
+            };
+            writer
+                .add(Table::Transfers, &i.to_be_bytes(), &value)
+                .expect("add");
+            written.push((Table::Transfers, [&i.to_be_bytes()[..], &value].concat()));
+        }
+        assert_eq!(writer.finish().expect("finish"), 800);
+        let bytes = std::fs::read(&path).expect("read");
+        let kinds: Vec<u8> = chunks(&bytes).iter().map(|c| c.1).collect();
+        assert!(kinds.contains(&CHUNK_RECORDS), "{kinds:?}");
+        assert!(kinds.contains(&CHUNK_RECORDS_LZ4), "{kinds:?}");
+        let read = records(|visit| {
+            read_snapshot(&path, visit).expect("file");
+        });
+        assert_eq!(read, written);
     }
 }

@@ -80,27 +80,91 @@ fn id(v: u128) -> Option<pb::U128> {
     Some(v.into())
 }
 
-async fn write_ok(
+/// Attempts of one set-up write before the bench gives up, and the wait after each failure.
+/// An election under load takes about a second; a set-up of millions of accounts runs for
+/// minutes and must outlast one.
+const SET_UP_ATTEMPTS: u32 = 30;
+const SET_UP_RETRY_MS: u64 = 500;
+/// Result codes of `exists` for accounts and for transfers: a set-up write that is retried, or
+/// a second set-up, finds its records in place.
+const ACCOUNT_EXISTS: u32 = 20;
+const TRANSFER_EXISTS: u32 = 33;
+
+/// One write of the set-up. Each is idempotent (fixed ids), so it is sent again after any
+/// failure that may be transient, to whichever node leads by then.
+enum SetUpWrite {
+    Accounts(Vec<pb::Account>),
+    Transfers(Vec<pb::Transfer>),
+}
+
+/// A failure after which the write may succeed if sent again: no leader, a leader change, a
+/// lost connection or an outcome not known in time (the retry then finds the records).
+fn transient(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    status.message().starts_with("LEDGER_NOT_LEADER")
+        || matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::ResourceExhausted
+                | Code::Cancelled
+                | Code::Unknown
+        )
+}
+
+async fn write_set_up(
     client: &mut LedgerClient<AuthChannel>,
-    transfers: Vec<pb::Transfer>,
+    endpoints: &[String],
+    write: SetUpWrite,
 ) -> Result<(), String> {
-    let response = client
-        .create_transfers(pb::CreateTransfersRequest {
-            transfers,
-            request_id: String::new(),
-        })
-        .await
-        .map_err(|s| s.message().to_string())?
-        .into_inner();
-    // 0 = created, 33 = exists (a re-run of the set-up).
-    match response.results.iter().find(|r| **r != 0 && **r != 33) {
-        None => Ok(()),
-        Some(code) => Err(format!("set-up transfer refused with result {code}")),
+    let mut attempt = 1;
+    loop {
+        let outcome = match &write {
+            SetUpWrite::Accounts(accounts) => client
+                .create_accounts(pb::CreateAccountsRequest {
+                    accounts: accounts.clone(),
+                    request_id: String::new(),
+                })
+                .await
+                .map(|r| (r.into_inner().results, ACCOUNT_EXISTS)),
+            SetUpWrite::Transfers(transfers) => client
+                .create_transfers(pb::CreateTransfersRequest {
+                    transfers: transfers.clone(),
+                    request_id: String::new(),
+                })
+                .await
+                .map(|r| (r.into_inner().results, TRANSFER_EXISTS)),
+        };
+        match outcome {
+            Ok((results, exists)) => {
+                return match results.iter().find(|r| **r != 0 && **r != exists) {
+                    None => Ok(()),
+                    Some(code) => Err(format!("set-up write refused with result {code}")),
+                };
+            }
+            Err(status) if attempt < SET_UP_ATTEMPTS && transient(&status) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(SET_UP_RETRY_MS)).await;
+                if let Ok(leader) = find_leader(endpoints).await {
+                    if let Ok(new_client) = crate::connect::ledger(&leader).await {
+                        *client = new_client;
+                    }
+                }
+            }
+            Err(status) => {
+                return Err(format!(
+                    "set-up write failed after {attempt} attempts: {}",
+                    status.message()
+                ))
+            }
+        }
     }
 }
 
 /// Creates and funds the accounts (idempotent: a second run finds them in place).
-async fn set_up(client: &mut LedgerClient<AuthChannel>, accounts: u64) -> Result<(), String> {
+async fn set_up(endpoints: &[String], leader: &str, accounts: u64) -> Result<(), String> {
+    let mut client = crate::connect::ledger(leader).await?;
     let account = |id: u128, flags: u32| pb::Account {
         id: Some(id.into()),
         ledger: 1,
@@ -108,26 +172,15 @@ async fn set_up(client: &mut LedgerClient<AuthChannel>, accounts: u64) -> Result
         flags,
         ..Default::default()
     };
-    client
-        .create_accounts(pb::CreateAccountsRequest {
-            accounts: vec![account(BANK_ACCOUNT_ID, 0)],
-            request_id: String::new(),
-        })
-        .await
-        .map_err(|s| s.message().to_string())?;
+    let bank = SetUpWrite::Accounts(vec![account(BANK_ACCOUNT_ID, 0)]);
+    write_set_up(&mut client, endpoints, bank).await?;
     let ids: Vec<u128> = (1..=u128::from(accounts)).collect();
     for chunk in ids.chunks(ledger_core::EVENTS_PER_BATCH_MAX) {
         let batch = chunk
             .iter()
             .map(|id| account(*id, FLAG_DEBITS_MUST_NOT_EXCEED_CREDITS))
             .collect();
-        client
-            .create_accounts(pb::CreateAccountsRequest {
-                accounts: batch,
-                request_id: String::new(),
-            })
-            .await
-            .map_err(|s| s.message().to_string())?;
+        write_set_up(&mut client, endpoints, SetUpWrite::Accounts(batch)).await?;
         let funding = chunk
             .iter()
             .map(|acct| pb::Transfer {
@@ -141,7 +194,7 @@ async fn set_up(client: &mut LedgerClient<AuthChannel>, accounts: u64) -> Result
                 ..Default::default()
             })
             .collect();
-        write_ok(client, funding).await?;
+        write_set_up(&mut client, endpoints, SetUpWrite::Transfers(funding)).await?;
     }
     Ok(())
 }
@@ -159,9 +212,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         ));
     }
     let leader = find_leader(&args.endpoints).await?;
-    let mut setup_client = crate::connect::ledger(&leader).await?;
     if args.setup {
-        set_up(&mut setup_client, args.accounts).await?;
+        set_up(&args.endpoints, &leader, args.accounts).await?;
     }
     if args.rate > 0 {
         return crate::overload::run(&args, args.rate, &leader).await;
