@@ -361,3 +361,30 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn set_up_retries_only_what_a_resend_can_fix() {
+        let not_leader = Status::failed_precondition("LEDGER_NOT_LEADER: not the leader");
+        for status in [
+            not_leader,
+            Status::unavailable("connection refused"),
+            Status::deadline_exceeded("LEDGER_OUTCOME_UNKNOWN: not committed within 5000 ms"),
+            Status::resource_exhausted("LEDGER_RESOURCE_EXHAUSTED: shedding load"),
+        ] {
+            assert!(transient(&status), "{status:?}");
+        }
+        for status in [
+            Status::invalid_argument("LEDGER_INVALID: batch too large"),
+            Status::unauthenticated("LEDGER_UNAUTHENTICATED"),
+            Status::permission_denied("LEDGER_FORBIDDEN"),
+            Status::new(Code::FailedPrecondition, "LEDGER_NOT_INITIALIZED"),
+        ] {
+            assert!(!transient(&status), "{status:?}");
+        }
+    }
+}
