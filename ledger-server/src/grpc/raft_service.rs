@@ -18,6 +18,7 @@
 
 use ledger_client::proto::raft::raft_server::Raft as RaftRpc;
 use ledger_client::proto::raft::{RaftReply, RaftRequest};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
 use openraft::{BasicNode, Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -173,7 +174,24 @@ where
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         const RPC: &str = "InstallSnapshot";
-        let rpc = self.open(RPC, request)?;
+        let rpc: InstallSnapshotRequest<C> = self.open(RPC, request)?;
+        // openraft 0.9 hands snapshot chunks to the transport without telling the Raft core,
+        // and the leader sends nothing else to this node while it streams them. Streaming a
+        // snapshot of 10 million accounts (about 500 MB) outlasted the election timeout: this
+        // node stood for election 74 times, each time unseating the leader, which then began
+        // the snapshot again from its first byte. A chunk comes from the leader of its vote, so
+        // it counts as that leader's heartbeat: an AppendEntries with no entries, no previous
+        // log id and no commit index, which only checks and refreshes the vote, as any
+        // heartbeat does, and touches neither the log nor the commit index.
+        let heartbeat = AppendEntriesRequest {
+            vote: rpc.vote,
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        };
+        if let Err(e) = self.raft.append_entries(heartbeat).await {
+            tracing::warn!(error = %e, "snapshot chunk's heartbeat refused");
+        }
         reply(RPC, &self.raft.install_snapshot(rpc).await)
     }
 }
