@@ -28,14 +28,15 @@ use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
 use crate::raft::log_store::{open_db, LogStore};
-use crate::raft::state_machine::{
-    install_snapshot_file, write_applied, write_snapshot_file, AppliedState,
-};
+use crate::raft::snapshot_install::{install_snapshot_file, InstallMarker};
+use crate::raft::state_machine::{write_snapshot_file, AppliedState};
 use crate::raft::types::TypeConfig;
 use crate::storage::snapshot_file::SnapshotMeta;
 
 pub const BACKUP_MAGIC: &[u8; 8] = b"LEDGERBK";
 pub const BACKUP_VERSION: u32 = 1;
+/// The backup's snapshot file while it is restored, in the new node's snapshot directory.
+const RESTORE_FILE: &str = "restore.snap";
 /// Largest header accepted (it is a few hundred bytes).
 const HEADER_BYTES_MAX: u32 = 1 << 20;
 
@@ -219,7 +220,7 @@ pub async fn restore(
     let (header, start) = verify_backup(from)?;
     let snapshot_dir = data_dir.join("snapshots");
     std::fs::create_dir_all(&snapshot_dir).map_err(io(&snapshot_dir))?;
-    let snapshot: PathBuf = snapshot_dir.join("restore.snap");
+    let snapshot: PathBuf = snapshot_dir.join(RESTORE_FILE);
     {
         let mut source = File::open(from).map_err(io(from))?;
         source.seek(SeekFrom::Start(start)).map_err(io(from))?;
@@ -229,10 +230,6 @@ pub async fn restore(
         target.sync_all().map_err(io(&snapshot))?;
     }
     let db = open_db(&db_dir, block_cache_mb).map_err(|e| BackupError::Storage(e.to_string()))?;
-    // The snapshot's chunks and trailer are verified before anything is written.
-    install_snapshot_file(&db, &snapshot, &header.meta)
-        .map_err(|e| BackupError::Storage(e.to_string()))?;
-    let _ = std::fs::remove_file(&snapshot);
     let last = header.meta.last_log_id;
     let nodes: BTreeMap<u64, BasicNode> = [(
         node_id,
@@ -242,14 +239,19 @@ pub async fn restore(
     )]
     .into();
     let membership = Membership::new(vec![BTreeSet::from([node_id])], nodes);
-    write_applied(
-        &db,
-        &AppliedState {
+    // The snapshot's chunks and trailer are verified before anything is written; the new
+    // membership is written in the install's last batch.
+    let marker = InstallMarker {
+        file: RESTORE_FILE.to_string(),
+        meta: header.meta.clone(),
+        applied: Some(AppliedState {
             last_applied: last,
             membership: StoredMembership::new(last, membership),
-        },
-    )
-    .map_err(|e| BackupError::Storage(e.to_string()))?;
+        }),
+    };
+    install_snapshot_file(&db, &snapshot_dir, &marker)
+        .map_err(|e| BackupError::Storage(e.to_string()))?;
+    let _ = std::fs::remove_file(&snapshot);
     // The log starts after the backup; the vote carries its term, so the new cluster's terms
     // continue upwards from the entries the state came from.
     let mut log: LogStore<TypeConfig> =

@@ -190,6 +190,8 @@ struct SmInner {
     snapshot: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
     snapshots_built: u64,
     snapshots_installed: u64,
+    /// How long an install takes (a large snapshot written to disk).
+    install_delay: Duration,
 }
 
 /// The state machine of one node; clones share it (a clone is the snapshot builder, and the
@@ -284,6 +286,8 @@ impl RaftStateMachine<TestConfig> for MemStateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
+        let delay = self.lock().install_delay;
+        tokio::time::sleep(delay).await;
         let bytes = snapshot.into_inner();
         let mut state: SmState = serde_json::from_slice(&bytes).map_err(storage_error)?;
         state.last_applied = meta.last_log_id;
@@ -384,6 +388,7 @@ struct TestNode {
     /// How many InstallSnapshot RPCs (one chunk each) this node received.
     snapshot_chunks: Arc<AtomicU64>,
     raft: Raft<TestConfig>,
+    log: MemLog,
     state_machine: MemStateMachine,
     network: NetworkFactory<TestConfig>,
     server: TestServer,
@@ -391,14 +396,32 @@ struct TestNode {
 
 impl TestNode {
     async fn start(id: u64, config: Arc<Config>) -> Self {
-        let (listener, addr) = TestServer::bind().await;
+        let bound = TestServer::bind().await;
+        Self::start_with(
+            id,
+            config,
+            bound,
+            MemLog::default(),
+            MemStateMachine::default(),
+        )
+        .await
+    }
+
+    /// Starts node `id` on `bound` over `log` and `state_machine`, which may hold what the
+    /// node kept from an earlier run.
+    async fn start_with(
+        id: u64,
+        config: Arc<Config>,
+        (listener, addr): (TcpListener, String),
+        log: MemLog,
+        state_machine: MemStateMachine,
+    ) -> Self {
         let network = NetworkFactory::<TestConfig>::new(CLUSTER, id);
-        let state_machine = MemStateMachine::default();
         let raft = Raft::new(
             id,
             config,
             network.clone(),
-            MemLog::default(),
+            log.clone(),
             state_machine.clone(),
         )
         .await
@@ -418,6 +441,7 @@ impl TestNode {
             id,
             snapshot_chunks,
             raft,
+            log,
             state_machine,
             network,
             server,
@@ -590,6 +614,74 @@ async fn a_learner_behind_the_purged_log_catches_up_by_a_chunked_snapshot() {
     assert_eq!(learner.state_machine.data(), expected(0..23));
 
     nodes.push(learner);
+    stop_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_installing_a_slow_snapshot_keeps_its_leader() {
+    // The last chunk is answered once the snapshot is installed, which takes 2 s here: more
+    // than twice the longest election timeout (800 ms). Each chunk may take 5 s, as in
+    // `config.rs`.
+    let mut config = (*config(true)).clone();
+    config.install_snapshot_timeout = 5_000;
+    let config = Arc::new(config.validate().expect("valid raft config"));
+    let (mut nodes, leader_id) = start_cluster(3, config.clone()).await;
+    let follower_id = (1..=3).find(|id| *id != leader_id).expect("a follower");
+    let last_index = write(node(&nodes, leader_id), 0..5).await;
+    wait_applied(node(&nodes, follower_id), last_index).await;
+
+    // The follower stops, keeping its log, vote and state, and falls behind the leader's
+    // purged log while it is down.
+    let at = nodes
+        .iter()
+        .position(|n| n.id == follower_id)
+        .expect("follower");
+    let follower = nodes.remove(at);
+    let (log, state_machine, addr) = (
+        follower.log.clone(),
+        follower.state_machine.clone(),
+        follower.server.addr.clone(),
+    );
+    follower.stop().await;
+    let last_index = write(node(&nodes, leader_id), 5..30).await;
+    node(&nodes, leader_id)
+        .raft
+        .wait(Some(WAIT_TIMEOUT))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= last_index - 5),
+            "the leader purges its log behind a snapshot",
+        )
+        .await
+        .expect("the leader purges within the deadline");
+    let term = node(&nodes, leader_id).raft.metrics().borrow().current_term;
+
+    state_machine.lock().install_delay = Duration::from_secs(2);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .expect("bind the same address");
+    let follower =
+        TestNode::start_with(follower_id, config, (listener, addr), log, state_machine).await;
+    wait_applied(&follower, last_index).await;
+    assert!(follower.state_machine.snapshots_installed() >= 1);
+    nodes.push(follower);
+
+    // No node stood for election while the follower installed: without heartbeats beside the
+    // unanswered chunk it did, and its higher term unseated the leader.
+    for n in &nodes {
+        let m = n.raft.metrics().borrow().clone();
+        assert_eq!(m.current_term, term, "node {} term", n.id);
+        assert_eq!(m.current_leader, Some(leader_id), "node {} leader", n.id);
+    }
+    let last_index = write(node(&nodes, leader_id), 30..32).await;
+    for n in &nodes {
+        wait_applied(n, last_index).await;
+        assert_eq!(
+            n.state_machine.data(),
+            expected(0..32),
+            "node {} state",
+            n.id
+        );
+    }
     stop_all(nodes).await;
 }
 

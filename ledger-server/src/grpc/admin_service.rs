@@ -14,6 +14,7 @@ use crate::error::NodeError;
 use crate::grpc::status::to_status;
 use crate::node::Node;
 use crate::raft::log_store::saved_committed_index;
+use crate::raft::snapshot_install::refuse_incomplete_state;
 use crate::raft::state_machine::read_applied;
 use crate::raft::types::StoredMembership;
 use crate::storage::state_store::StateView;
@@ -283,6 +284,7 @@ impl Admin for AdminService {
         let db = self.node.db.clone();
         let response = tokio::task::spawn_blocking(move || {
             let point = db.snapshot();
+            refuse_incomplete_state(&db, &point)?;
             let mut options = ReadOptions::default();
             options.set_snapshot(&point);
             let applied = read_applied(&db, options)
@@ -326,10 +328,11 @@ impl Admin for AdminService {
                 response.ok = false;
                 response.violations.push(e.to_string());
             }
-            response
+            Ok::<_, NodeError>(response)
         })
         .await
-        .map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
+        .map_err(|e| to_status(NodeError::Internal(e.to_string())))?
+        .map_err(to_status)?;
         Ok(Response::new(response))
     }
 

@@ -19,6 +19,7 @@ use crate::config::{READ_TIMEOUT_MS, WRITE_TIMEOUT_MS};
 use crate::error::NodeError;
 use crate::grpc::status::to_status;
 use crate::node::Node;
+use crate::raft::snapshot_install::refuse_incomplete_state;
 use crate::raft::state_machine::read_applied;
 use crate::storage::state_store::StateView;
 
@@ -142,6 +143,7 @@ impl LedgerService {
         let db = self.node.db.clone();
         tokio::task::spawn_blocking(move || {
             let point = db.snapshot();
+            refuse_incomplete_state(&db, &point)?;
             let mut options = ReadOptions::default();
             options.set_snapshot(&point);
             let applied = read_applied(&db, options)

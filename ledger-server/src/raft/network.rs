@@ -17,9 +17,12 @@
 //! too large for one message is `PayloadTooLarge` (openraft sends fewer entries), anything
 //! else on the wire is `Network`.
 //! Snapshots travel as openraft 0.9's chunked `install_snapshot` requests; openraft cuts the
-//! chunks (`Config::snapshot_max_chunk_size`), each one sealed like any request.
+//! chunks (`Config::snapshot_max_chunk_size`), each one sealed like any request. While a chunk
+//! is unanswered, the connection sends the follower its leader's heartbeats itself
+//! ([`PeerConnection::heartbeats`]).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -41,6 +44,8 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::config::HEARTBEAT_INTERVAL_MS;
 
 /// The node id type every configuration served by this network uses.
 type NodeId = u64;
@@ -334,6 +339,36 @@ where
     }
 
     /// Seals a request; an unencodable request is a network error of this RPC.
+    /// Sends `heartbeat` (an empty AppendEntries of the leader's vote) every heartbeat interval,
+    /// answered or not, until dropped.
+    ///
+    /// openraft 0.9 sends a follower nothing else while one of its snapshot chunks is in
+    /// flight, and the last chunk is answered only once the follower has installed the whole
+    /// snapshot: 62 s at 10 million accounts, during which the follower heard nothing from
+    /// its leader and stood for election 93 times; when the install ended, the leader saw the
+    /// higher term and stood down (docs/benchmarks.md). The receiver counts each chunk as a
+    /// heartbeat too (`grpc/raft_service.rs`); this covers the wait for an answer. An empty
+    /// AppendEntries with no previous log id and no commit index only checks and refreshes
+    /// the vote, and a follower that saw a newer leader refuses it.
+    fn heartbeats(&self, heartbeat: RaftRequest) -> impl std::future::Future<Output = Infallible> {
+        let client = self.client.clone().ok();
+        async move {
+            let period = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Some(mut client) = client.clone() {
+                    let mut request = tonic::Request::new(heartbeat.clone());
+                    request.set_timeout(period);
+                    if let Err(status) = client.append_entries(request).await {
+                        tracing::debug!(%status, "heartbeat beside a snapshot chunk failed");
+                    }
+                }
+            }
+        }
+    }
+
     fn seal_request<T: Serialize>(
         &self,
         action: RPCTypes,
@@ -421,8 +456,17 @@ where
                 PayloadTooLarge::new_entries_hint(1),
             ));
         }
-        self.send(RPCTypes::InstallSnapshot, envelope, &option)
-            .await
+        let heartbeat = AppendEntriesRequest::<C> {
+            vote: rpc.vote,
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        };
+        let heartbeats = self.heartbeats(self.seal_request(RPCTypes::AppendEntries, &heartbeat)?);
+        tokio::select! {
+            reply = self.send(RPCTypes::InstallSnapshot, envelope, &option) => reply,
+            never = heartbeats => match never {},
+        }
     }
 
     async fn vote(

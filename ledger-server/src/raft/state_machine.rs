@@ -12,7 +12,8 @@
 //!
 //! Snapshots: built from a consistent RocksDB snapshot into a checksummed file
 //! (`storage/snapshot_file.rs`), streamed by openraft in chunks, verified end to end on the
-//! receiver and installed in one `WriteBatch` that replaces every state column family.
+//! receiver and installed in bounded write batches behind a crash-safe marker
+//! (`raft/snapshot_install.rs`). Builds and installs take turns.
 
 // openraft's StorageError is large by design, and the storage traits return it.
 #![allow(clippy::result_large_err)]
@@ -27,16 +28,17 @@ use ledger_core::{apply_entry, ApplyCtx, Command, Table};
 use crate::metrics::{count_events, StorageCounters};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{IteratorMode, ReadOptions, DB};
 use serde::{Deserialize, Serialize};
 
+use crate::raft::snapshot_install::{install_snapshot_file, installing, InstallMarker};
 use crate::raft::types::{LedgerResponse, LogId, StorageError, StoredMembership, TypeConfig};
-use crate::storage::snapshot_file::{read_snapshot, SnapshotMeta, SnapshotWriter};
+use crate::storage::snapshot_file::{SnapshotMeta, SnapshotWriter};
 use crate::storage::state_store::{cf, AccountCache, StateView};
 
 /// Key of the Raft bookkeeping in the `state_meta` column family (the core's own record is
 /// under a one-byte key, so the two never collide).
-const APPLIED_KEY: &[u8] = b"raft_applied";
+pub(crate) const APPLIED_KEY: &[u8] = b"raft_applied";
 /// Records a transfer writes (the transfer, two accounts, two account-entry records): sizes the
 /// view of an apply.
 const RECORDS_PER_EVENT: usize = 5;
@@ -79,6 +81,9 @@ struct Shared {
     dir: PathBuf,
     current: Mutex<Option<CurrentSnapshot>>,
     counter: AtomicU64,
+    /// Held by a snapshot build or install from start to end: a build never reads a
+    /// half-installed state, and an older build never becomes current after an install.
+    turn: Mutex<()>,
 }
 
 impl Shared {
@@ -106,6 +111,48 @@ impl Shared {
         Ok(())
     }
 
+    /// Ends an install: a snapshot received from the leader becomes the current snapshot; a
+    /// restored backup's is removed (its membership is the old cluster's).
+    fn finish_install(&self, marker: &InstallMarker) -> Result<(), StorageError> {
+        let path = self.dir.join(&marker.file);
+        if marker.applied.is_some() {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        }
+        let file = format!("snapshot-{}.snap", marker.meta.snapshot_id);
+        std::fs::rename(&path, self.dir.join(&file)).map_err(|e| write_snapshot_error(&e))?;
+        self.set_current(marker.meta.clone(), file)
+    }
+
+    /// Removes the snapshot files a crash left behind: received but never installed, or built
+    /// but never made current.
+    fn remove_stray_files(&self) {
+        let current = self
+            .current
+            .lock()
+            .expect("snapshot lock")
+            .as_ref()
+            .map(|c| c.file.clone());
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let snapshot = name.starts_with("incoming-") || name.starts_with("snapshot-");
+            if snapshot && name.ends_with(".snap") && current.as_ref() != Some(&name) {
+                tracing::info!(file = %name, "removing a stray snapshot file");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Waits for any build or install under way, and holds off the next until dropped.
+    fn take_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.turn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn next_id(&self, last: Option<LogId>) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         match last {
@@ -115,11 +162,11 @@ impl Shared {
     }
 }
 
-fn write_snapshot_error(e: &(dyn std::error::Error + 'static)) -> StorageError {
+pub(crate) fn write_snapshot_error(e: &(dyn std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_snapshot(None, openraft::AnyError::from_dyn(e, None)).into()
 }
 
-fn read_snapshot_error(e: &(dyn std::error::Error + 'static)) -> StorageError {
+pub(crate) fn read_snapshot_error(e: &(dyn std::error::Error + 'static)) -> StorageError {
     StorageIOError::read_snapshot(None, openraft::AnyError::from_dyn(e, None)).into()
 }
 
@@ -127,7 +174,8 @@ fn read_snapshot_error(e: &(dyn std::error::Error + 'static)) -> StorageError {
 pub struct LedgerStateMachine {
     shared: Arc<Shared>,
     applied: AppliedState,
-    receiving: Option<PathBuf>,
+    /// The snapshot file being received, a name in the snapshot directory.
+    receiving: Option<String>,
     counters: StorageCounters,
     /// Committed accounts, so that applies do not read them from RocksDB again; see
     /// [`AccountCache`].
@@ -138,7 +186,6 @@ impl LedgerStateMachine {
     /// Opens the state machine over `db`, keeping snapshot files in `snapshot_dir`.
     pub fn open(db: Arc<DB>, snapshot_dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(snapshot_dir).map_err(|e| write_snapshot_error(&e))?;
-        let applied = read_applied(&db, ReadOptions::default())?;
         let current = match std::fs::read(snapshot_dir.join(CURRENT_SNAPSHOT_FILE)) {
             Ok(bytes) => Some(
                 postcard::from_bytes::<CurrentSnapshot>(&bytes)
@@ -147,13 +194,35 @@ impl LedgerStateMachine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(read_snapshot_error(&e)),
         };
+        let shared = Arc::new(Shared {
+            db,
+            dir: snapshot_dir.to_path_buf(),
+            current: Mutex::new(current),
+            counter: AtomicU64::new(0),
+            turn: Mutex::new(()),
+        });
+        // An install that a crash interrupted is finished before anything reads the state.
+        if let Some(marker) = installing(&shared.db, ReadOptions::default())? {
+            tracing::warn!(
+                file = %marker.file,
+                snapshot_id = %marker.meta.snapshot_id,
+                "finishing an interrupted snapshot install"
+            );
+            install_snapshot_file(&shared.db, &shared.dir, &marker)
+                .and_then(|_| shared.finish_install(&marker))
+                .map_err(|e| {
+                    let e = io::Error::other(format!(
+                        "an interrupted install of snapshot {} cannot be finished: {e}; \
+                         this node must be replaced (docs/operations.md)",
+                        marker.meta.snapshot_id
+                    ));
+                    write_snapshot_error(&e)
+                })?;
+        }
+        shared.remove_stray_files();
+        let applied = read_applied(&shared.db, ReadOptions::default())?;
         Ok(Self {
-            shared: Arc::new(Shared {
-                db,
-                dir: snapshot_dir.to_path_buf(),
-                current: Mutex::new(current),
-                counter: AtomicU64::new(0),
-            }),
+            shared,
             applied,
             receiving: None,
             counters: StorageCounters::default(),
@@ -182,10 +251,14 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
         let started = std::time::Instant::now();
-        let (meta, file) = tokio::task::spawn_blocking(move || build_snapshot_file(&shared))
-            .await
-            .map_err(|e| write_snapshot_error(&e))??;
-        self.shared.set_current(meta.clone(), file.clone())?;
+        let (meta, file) = tokio::task::spawn_blocking(move || {
+            let _turn = shared.take_turn();
+            let (meta, file) = build_snapshot_file(&shared)?;
+            shared.set_current(meta.clone(), file.clone())?;
+            Ok::<_, StorageError>((meta, file))
+        })
+        .await
+        .map_err(|e| write_snapshot_error(&e))??;
         let handle = tokio::fs::File::open(self.shared.dir.join(&file))
             .await
             .map_err(|e| read_snapshot_error(&e))?;
@@ -226,6 +299,15 @@ pub fn write_snapshot_file(
     let mut options = ReadOptions::default();
     options.set_snapshot(&point);
     let applied = read_applied(db, options)?;
+    let mut options = ReadOptions::default();
+    options.set_snapshot(&point);
+    if let Some(marker) = installing(db, options)? {
+        let e = io::Error::other(format!(
+            "this node is installing snapshot {}; its state is incomplete",
+            marker.meta.snapshot_id
+        ));
+        return Err(write_snapshot_error(&e));
+    }
     let ledger_meta = {
         let view = StateView::at_snapshot(db, &point);
         ledger_core::read_meta(&view)
@@ -249,56 +331,6 @@ pub fn write_snapshot_file(
     }
     writer.finish().map_err(|e| write_snapshot_error(&e))?;
     Ok((meta, ledger_meta))
-}
-
-/// Overwrites the applied log id and membership (a restore seeds a new cluster with its own
-/// membership this way).
-pub fn write_applied(db: &DB, applied: &AppliedState) -> Result<(), StorageError> {
-    let meta_cf = cf(db, Table::Meta).map_err(|e| StorageIOError::write_state_machine(&e))?;
-    let bytes =
-        postcard::to_stdvec(applied).map_err(|e| StorageIOError::write_state_machine(&e))?;
-    let mut options = WriteOptions::default();
-    options.set_sync(true);
-    db.put_cf_opt(meta_cf, APPLIED_KEY, bytes, &options)
-        .map_err(|e| StorageIOError::write_state_machine(&e).into())
-}
-
-/// Replaces the whole state with the records of a verified snapshot file, atomically.
-pub fn install_snapshot_file(
-    db: &DB,
-    path: &Path,
-    meta: &SnapshotMeta,
-) -> Result<(), StorageError> {
-    let mut batch = WriteBatch::default();
-    // Every state key is at most 33 bytes long, so this bound is above all of them.
-    let end = [0xffu8; 64];
-    for table in Table::ALL {
-        let cf = cf(db, table).map_err(|e| write_snapshot_error(&e))?;
-        batch.delete_range_cf(cf, &[][..], &end[..]);
-    }
-    let mut missing_cf = None;
-    let (file_meta, _records) = read_snapshot(path, |table, key, value| match cf(db, table) {
-        Ok(cf) => batch.put_cf(cf, key, value),
-        Err(e) => missing_cf = Some(e),
-    })
-    .map_err(|e| read_snapshot_error(&e))?;
-    if let Some(e) = missing_cf {
-        return Err(write_snapshot_error(&e));
-    }
-    if file_meta.last_log_id != meta.last_log_id {
-        let e = io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "snapshot file holds {:?}, announced {:?}",
-                file_meta.last_log_id, meta.last_log_id
-            ),
-        );
-        return Err(read_snapshot_error(&e));
-    }
-    let mut options = WriteOptions::default();
-    options.set_sync(true);
-    db.write_opt(batch, &options)
-        .map_err(|e| write_snapshot_error(&e))
 }
 
 impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
@@ -389,7 +421,8 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
         let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.shared.dir.join(format!("incoming-{n}.snap"));
+        let name = format!("incoming-{n}.snap");
+        let path = self.shared.dir.join(&name);
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -398,7 +431,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             .open(&path)
             .await
             .map_err(|e| write_snapshot_error(&e))?;
-        self.receiving = Some(path);
+        self.receiving = Some(name);
         Ok(Box::new(file))
     }
 
@@ -414,28 +447,39 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             .await
             .map_err(|e| write_snapshot_error(&e))?;
         drop(snapshot);
-        let Some(path) = self.receiving.take() else {
+        let Some(file) = self.receiving.take() else {
             let e = io::Error::other("install_snapshot without begin_receiving_snapshot");
             return Err(write_snapshot_error(&e));
         };
-        let db = self.shared.db.clone();
-        let install_meta = meta.clone();
-        let install_path = path.clone();
+        let marker = InstallMarker {
+            file,
+            meta: meta.clone(),
+            applied: None,
+        };
+        let shared = self.shared.clone();
         let started = std::time::Instant::now();
         let installed = tokio::task::spawn_blocking(move || {
-            install_snapshot_file(&db, &install_path, &install_meta)
+            let _turn = shared.take_turn();
+            let installed = install_snapshot_file(&shared.db, &shared.dir, &marker)
+                .and_then(|batches| shared.finish_install(&marker).map(|()| batches));
+            if installed.is_err() {
+                // The file stays while an install of it is under way: a restart finishes it.
+                let under_way = installing(&shared.db, ReadOptions::default());
+                if !matches!(under_way, Ok(Some(ref m)) if m.file == marker.file) {
+                    let _ = std::fs::remove_file(shared.dir.join(&marker.file));
+                }
+            }
+            installed
         })
         .await
         .map_err(|e| write_snapshot_error(&e))?;
-        if let Err(e) = installed {
-            tracing::error!(error = %e, snapshot_id = %meta.snapshot_id, "snapshot refused");
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        let file = format!("snapshot-{}.snap", meta.snapshot_id);
-        std::fs::rename(&path, self.shared.dir.join(&file))
-            .map_err(|e| write_snapshot_error(&e))?;
-        self.shared.set_current(meta.clone(), file)?;
+        let batches = match installed {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::error!(error = %e, snapshot_id = %meta.snapshot_id, "snapshot refused");
+                return Err(e);
+            }
+        };
         self.applied = AppliedState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -443,6 +487,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         self.counters.snapshots_installed.inc();
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
+            batches,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot installed"
         );
