@@ -53,7 +53,7 @@ impl TestCluster {
                 .map_err(harness_error)?;
         for node in &local.nodes {
             let addrs = node.addrs.ok_or("a started node reported no address")?;
-            net.set_target(node.id, addrs.grpc);
+            net.set_target(node.id, addrs.peer);
         }
         let cluster = TestCluster {
             local: Arc::new(Mutex::new(local)),
@@ -92,6 +92,15 @@ impl TestCluster {
             .lock()
             .expect("cluster lock")
             .grpc_addr(id)
+            .to_string()
+    }
+
+    /// The peer port of node `id`, as its membership entry records it.
+    pub fn peer_address(&self, id: u64) -> String {
+        self.local
+            .lock()
+            .expect("cluster lock")
+            .peer_addr(id)
             .to_string()
     }
 
@@ -221,6 +230,7 @@ impl TestCluster {
             node_id: id,
             address: self.address(id),
             blocking: true,
+            peer_address: self.peer_address(id),
         });
         tokio::time::timeout(MEMBERSHIP_TIMEOUT, call)
             .await

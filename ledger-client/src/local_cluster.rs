@@ -1,11 +1,16 @@
 //! A cluster of real `ledger-server` processes on this machine: what `ledgerctl local up`
 //! starts for development, and what the cluster tests and the partition harness drive.
 //!
-//! Ports are chosen at run time: every node first binds port 0 and writes the addresses it got
-//! to `<data dir>/addrs.json`; the first node is then started with `--init` and the others as
-//! `--peer`s. A restarted node binds the same addresses again, because they are part of the
-//! cluster's membership. The cluster's layout is saved in `<dir>/cluster.json`, so that a
-//! later `ledgerctl local down` can stop processes started by another invocation.
+//! Ports are chosen at run time: every node first binds port 0 for its client, peer and HTTP
+//! ports and writes the addresses it got to `<data dir>/addrs.json`; the first node is then
+//! started with `--init` and the others as `--peer`s. A restarted node binds the same
+//! addresses again, because they are part of the cluster's membership. The cluster's layout is
+//! saved in `<dir>/cluster.json`, so that a later `ledgerctl local down` can stop processes
+//! started by another invocation.
+//!
+//! The nodes authenticate each other with a random peer secret written to
+//! `<dir>/peer-secret` (mode 0600) when the cluster is created: a local cluster is secure by
+//! default too, and no other process on the machine can speak Raft to it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -33,8 +38,31 @@ pub enum LocalClusterError {
 /// The addresses a node reports after binding (written by ledger-server).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAddrs {
+    /// The client port (Ledger and Admin services).
     pub grpc: SocketAddr,
+    /// The peer port (Raft's RPCs).
+    pub peer: SocketAddr,
     pub http: SocketAddr,
+}
+
+/// The file, in a local cluster's folder, that holds its peer secret.
+pub const PEER_SECRET_FILE: &str = "peer-secret";
+
+/// Writes a new random peer secret (64 hex digits, 256 bits from the OS) to `path`, readable by
+/// its owner only. Refuses to overwrite an existing file.
+pub fn write_peer_secret(path: &Path) -> std::io::Result<()> {
+    use rand::RngCore;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    file.sync_all()
 }
 
 /// One node's saved layout.
@@ -52,7 +80,8 @@ pub struct NodeOptions {
     pub cluster: String,
     /// Extra arguments given to every ledger-server process.
     pub extra_args: Vec<String>,
-    /// Fixed ports: node i gets gRPC `base + 2(i-1)` and HTTP `base + 2(i-1) + 1`.
+    /// Fixed ports: node i gets gRPC `base + 3(i-1)`, HTTP `base + 3(i-1) + 1` and peer
+    /// `base + 3(i-1) + 2`.
     pub base_port: Option<u16>,
     /// Extra arguments for one node only (the partition harness's `--route`s).
     pub node_args: std::collections::BTreeMap<u64, Vec<String>>,
@@ -103,6 +132,10 @@ impl LocalCluster {
             ));
         }
         std::fs::create_dir_all(dir)?;
+        let secret = dir.join(PEER_SECRET_FILE);
+        if !secret.exists() {
+            write_peer_secret(&secret)?;
+        }
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             binary: binary.to_path_buf(),
@@ -184,21 +217,30 @@ impl LocalCluster {
         self.node(id).addrs.expect("node has started once").http
     }
 
+    pub fn peer_addr(&self, id: u64) -> SocketAddr {
+        self.node(id).addrs.expect("node has started once").peer
+    }
+
     fn spawn(&mut self, id: u64, init: bool) -> Result<(), LocalClusterError> {
         let i = self.index(id)?;
         let node = self.nodes[i].clone();
         std::fs::create_dir_all(&node.data_dir)?;
         let addrs_file = node.data_dir.join("addrs.json");
-        let (grpc, http) = match (node.addrs, self.options.base_port) {
-            (Some(a), _) => (a.grpc.to_string(), a.http.to_string()),
+        let (grpc, http, peer) = match (node.addrs, self.options.base_port) {
+            (Some(a), _) => (a.grpc.to_string(), a.http.to_string(), a.peer.to_string()),
             (None, Some(base)) => {
-                let port = base + 2 * (id as u16 - 1);
+                let port = base + 3 * (id as u16 - 1);
                 (
                     format!("127.0.0.1:{port}"),
                     format!("127.0.0.1:{}", port + 1),
+                    format!("127.0.0.1:{}", port + 2),
                 )
             }
-            (None, None) => ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
+            (None, None) => (
+                "127.0.0.1:0".into(),
+                "127.0.0.1:0".into(),
+                "127.0.0.1:0".into(),
+            ),
         };
         let _ = std::fs::remove_file(&addrs_file);
         let log = std::fs::OpenOptions::new()
@@ -217,6 +259,10 @@ impl LocalCluster {
             .arg(&grpc)
             .arg("--http-addr")
             .arg(&http)
+            .arg("--peer-addr")
+            .arg(&peer)
+            .arg("--peer-secret-file")
+            .arg(self.dir.join(PEER_SECRET_FILE))
             .args(&self.options.extra_args)
             .args(self.options.node_args.get(&id).into_iter().flatten())
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
@@ -233,7 +279,7 @@ impl LocalCluster {
                     })?;
                     command
                         .arg("--peer")
-                        .arg(format!("{}={}", other.id, addrs.grpc));
+                        .arg(format!("{}={},{}", other.id, addrs.grpc, addrs.peer));
                 }
             }
         }

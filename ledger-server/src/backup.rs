@@ -23,18 +23,19 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use openraft::storage::RaftLogStorage;
-use openraft::{BasicNode, Membership, StoredMembership, Vote};
+use openraft::{Membership, StoredMembership, Vote};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
 use crate::raft::log_store::{open_db, LogStore};
 use crate::raft::snapshot_install::{install_snapshot_file, InstallMarker};
 use crate::raft::state_machine::{write_snapshot_file, AppliedState};
-use crate::raft::types::TypeConfig;
+use crate::raft::types::{LedgerNode, TypeConfig};
 use crate::storage::snapshot_file::SnapshotMeta;
 
 pub const BACKUP_MAGIC: &[u8; 8] = b"LEDGERBK";
-pub const BACKUP_VERSION: u32 = 1;
+/// 2: members record a client and a peer address (data directory format 2).
+pub const BACKUP_VERSION: u32 = 2;
 /// The backup's snapshot file while it is restored, in the new node's snapshot directory.
 const RESTORE_FILE: &str = "restore.snap";
 /// Largest header accepted (it is a few hundred bytes).
@@ -202,12 +203,14 @@ pub fn verify_backup(path: &Path) -> Result<(BackupHeader, u64), BackupError> {
 }
 
 /// Seeds the empty data directory `data_dir` from a backup, as node `node_id` of a new
-/// one-node cluster reachable at `advertise_addr`. Returns the backup's header.
+/// one-node cluster reachable at `advertise_addr` (clients) and `advertise_peer_addr` (peers).
+/// Returns the backup's header.
 pub async fn restore(
     from: &Path,
     data_dir: &Path,
     node_id: u64,
     advertise_addr: &str,
+    advertise_peer_addr: &str,
     block_cache_mb: usize,
 ) -> Result<BackupHeader, BackupError> {
     let db_dir = data_dir.join("db");
@@ -231,11 +234,9 @@ pub async fn restore(
     }
     let db = open_db(&db_dir, block_cache_mb).map_err(|e| BackupError::Storage(e.to_string()))?;
     let last = header.meta.last_log_id;
-    let nodes: BTreeMap<u64, BasicNode> = [(
+    let nodes: BTreeMap<u64, LedgerNode> = [(
         node_id,
-        BasicNode {
-            addr: advertise_addr.to_string(),
-        },
+        LedgerNode::new(advertise_addr, advertise_peer_addr),
     )]
     .into();
     let membership = Membership::new(vec![BTreeSet::from([node_id])], nodes);

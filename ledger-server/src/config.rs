@@ -76,18 +76,29 @@ pub struct Args {
     #[arg(long, env = "LEDGER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Address the gRPC server (client, admin and Raft services) listens on.
+    /// Address of the client port: the gRPC server of the Ledger and Admin services
+    /// [default: 127.0.0.1:7000].
     #[arg(long, env = "LEDGER_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
+
+    /// Address of the peer port: the gRPC server of Raft's RPCs between nodes, and nothing
+    /// else, so that a firewall can admit only the other nodes to it [default: 127.0.0.1:7002].
+    #[arg(long, env = "LEDGER_PEER_ADDR")]
+    pub peer_addr: Option<SocketAddr>,
 
     /// Address the HTTP server (metrics, health) listens on.
     #[arg(long, env = "LEDGER_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
 
-    /// Address other nodes and clients use to reach this node's gRPC server (defaults to
-    /// --grpc-addr).
+    /// Address clients use to reach this node's client port, as recorded in the membership
+    /// and sent in leader hints (defaults to --grpc-addr).
     #[arg(long, env = "LEDGER_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+
+    /// Address the other nodes use to reach this node's peer port, as recorded in the
+    /// membership (defaults to --peer-addr).
+    #[arg(long, env = "LEDGER_ADVERTISE_PEER_ADDR")]
+    pub advertise_peer_addr: Option<String>,
 
     /// Name of the cluster; nodes refuse Raft traffic from other clusters.
     #[arg(long, env = "LEDGER_CLUSTER", default_value = "ledger")]
@@ -98,12 +109,14 @@ pub struct Args {
     #[arg(long)]
     pub init: bool,
 
-    /// Another voter of the initial cluster, as ID=HOST:PORT (with --init).
-    #[arg(long = "peer", value_parser = parse_peer)]
-    pub peers: Vec<(u64, String)>,
+    /// Another voter of the initial cluster, as ID=CLIENT_HOST:PORT,PEER_HOST:PORT (with
+    /// --init): its client port and its peer port.
+    #[arg(long = "peer", value_parser = parse_member)]
+    pub peers: Vec<(u64, String, String)>,
 
-    /// Reach node ID at HOST:PORT instead of the address in the membership (a proxy, a NAT).
-    /// The partition harness routes every node-to-node link through its own proxy this way.
+    /// Reach node ID's peer port at HOST:PORT instead of the peer address in the membership (a
+    /// proxy, a NAT). The partition harness routes every node-to-node link through its own
+    /// proxy this way.
     #[arg(long = "route", value_parser = parse_peer)]
     pub routes: Vec<(u64, String)>,
 
@@ -115,12 +128,27 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub block_cache_mb: usize,
 
-    /// Allow the admin API to inject network partitions (testing and chaos runs only).
+    /// Allow the admin API to inject network partitions. A test-only hook: only builds with
+    /// the `fault-injection` cargo feature (the test command's) accept it; release builds
+    /// refuse to start with it.
     #[arg(long)]
     pub fault_injection: bool,
 
-    /// This node's TLS certificate (PEM). With --tls-key and --tls-ca, the gRPC port speaks
-    /// only TLS and peers must present a certificate from the CA (docs/security.md).
+    /// Run on a non-loopback address without TLS or without an auth file, on purpose. The node
+    /// then says so: a warning in its log at start and every minute, a note in
+    /// /health/ready, and the metric ledger_insecure 1 (docs/security.md).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// The cluster's shared peer secret (a file, the same on every node, at least 32
+    /// characters; `ledgerctl peer-secret --out FILE` writes one). Without TLS, every Raft call
+    /// must carry it; a node with neither TLS nor a peer secret accepts no Raft call.
+    #[arg(long, env = "LEDGER_PEER_SECRET_FILE")]
+    pub peer_secret_file: Option<PathBuf>,
+
+    /// This node's TLS certificate (PEM). With --tls-key and --tls-ca, the client and peer
+    /// ports speak only TLS, and peers must present a certificate from the CA that names them
+    /// (docs/security.md).
     #[arg(long, env = "LEDGER_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
     pub tls_cert: Option<PathBuf>,
 
@@ -133,7 +161,7 @@ pub struct Args {
     pub tls_ca: Option<PathBuf>,
 
     /// Tokens and their roles (JSON, see docs/security.md). Without it, client calls are not
-    /// authenticated.
+    /// authenticated, which only a loopback node or an --insecure one allows.
     #[arg(long, env = "LEDGER_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
 
@@ -186,9 +214,30 @@ pub struct RestoreArgs {
     /// The new cluster's name.
     #[arg(long, default_value = "ledger")]
     pub cluster: String,
-    /// HOST:PORT the node will serve gRPC on (its address in the new membership).
+    /// HOST:PORT of the node's client port (its client address in the new membership).
     #[arg(long)]
     pub advertise_addr: String,
+    /// HOST:PORT of the node's peer port (its peer address in the new membership).
+    #[arg(long)]
+    pub advertise_peer_addr: String,
+}
+
+/// Parses `ID=CLIENT_HOST:PORT,PEER_HOST:PORT` (an initial member).
+fn parse_member(s: &str) -> Result<(u64, String, String), String> {
+    let (id, addrs) =
+        parse_peer(s).map_err(|e| format!("{e} (expected ID=CLIENT_HOST:PORT,PEER_HOST:PORT)"))?;
+    let Some((client, peer)) = addrs.split_once(',') else {
+        return Err(format!(
+            "peer '{s}' names one address; give its client and its peer port: \
+             ID=CLIENT_HOST:PORT,PEER_HOST:PORT"
+        ));
+    };
+    for addr in [client, peer] {
+        if !addr.contains(':') {
+            return Err(format!("peer address '{addr}' is not HOST:PORT"));
+        }
+    }
+    Ok((id, client.to_string(), peer.to_string()))
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -214,18 +263,105 @@ pub struct NodeConfig {
     pub cluster: String,
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub advertise_addr: Option<String>,
-    /// Initialize a cluster of these voters (including this node) if not initialized yet.
-    pub init_members: Option<Vec<(u64, String)>>,
-    /// Addresses that override the membership's for reaching some peers.
+    pub advertise_peer_addr: Option<String>,
+    /// Initialize a cluster of these voters (including this node) if not initialized yet:
+    /// id, client address, peer address.
+    pub init_members: Option<Vec<(u64, String, String)>>,
+    /// Peer addresses that override the membership's for reaching some peers.
     pub routes: Vec<(u64, String)>,
     pub snapshot_logs: u64,
     pub block_cache_mb: usize,
     pub fault_injection: bool,
     pub tls: Option<crate::security::tls::TlsFiles>,
     pub auth_file: Option<PathBuf>,
+    pub peer_secret_file: Option<PathBuf>,
+    /// Why the node runs insecure (`--insecure` on a non-loopback address without TLS or an
+    /// auth file); `None` on a node that is not.
+    pub insecure: Option<String>,
     pub limits: crate::security::limits::Limits,
+}
+
+/// Whether this build has the test-only fault-injection hooks.
+pub const FAULT_INJECTION_BUILT_IN: bool = cfg!(feature = "fault-injection");
+
+/// Refuses `--fault-injection` in a build without the hooks (every release build).
+pub fn check_fault_injection(requested: bool, built_in: bool) -> Result<(), String> {
+    if requested && !built_in {
+        return Err(
+            "--fault-injection is a test-only hook, and this build does not have it (it was \
+             built without the `fault-injection` cargo feature, as release builds are); remove \
+             the flag"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// What the secure-by-default rule needs to know about a node's settings.
+#[derive(Clone, Debug)]
+pub struct Exposure {
+    /// The addresses the node listens on for gRPC (client and peer ports).
+    pub listen: Vec<SocketAddr>,
+    pub tls: bool,
+    pub auth_file: bool,
+    pub insecure: bool,
+    pub dev: bool,
+}
+
+/// Secure unless told otherwise: a node listening on an address other than loopback needs TLS
+/// (which also makes peers authenticate by mutual TLS) and an auth file, or an explicit
+/// `--insecure`. Returns why the node runs insecure, if it does; refuses with the flags to add.
+pub fn check_exposure(e: &Exposure) -> Result<Option<String>, String> {
+    let exposed: Vec<String> = e
+        .listen
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.to_string())
+        .collect();
+    if exposed.is_empty() {
+        return Ok(None);
+    }
+    let exposed = exposed.join(", ");
+    if e.dev {
+        return Err(format!(
+            "--dev listens on loopback addresses only, and {exposed} is not one; drop --dev and \
+             give the full settings (docs/operations.md)"
+        ));
+    }
+    let mut missing = Vec::new();
+    if !e.tls {
+        missing.push("--tls-cert FILE --tls-key FILE --tls-ca FILE (`ledgerctl certs` makes them)");
+    }
+    if !e.auth_file {
+        missing.push("--auth-file FILE (`ledgerctl token` makes its entries)");
+    }
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let what = match (e.tls, e.auth_file) {
+        (false, false) => "without TLS and without client tokens",
+        (false, true) => "without TLS",
+        _ => "without client tokens",
+    };
+    if e.insecure {
+        return Ok(Some(format!(
+            "listening on {exposed} {what} (--insecure): anyone who reaches these ports can \
+             read traffic{}",
+            if e.auth_file {
+                ""
+            } else {
+                " and call every method"
+            }
+        )));
+    }
+    Err(format!(
+        "refusing to listen on {exposed} {what}. Add {}; or, to run without them on purpose, \
+         add --insecure (docs/security.md)",
+        missing.join(" and ")
+    ))
 }
 
 impl NodeConfig {
@@ -244,19 +380,18 @@ impl NodeConfig {
         };
         let default_grpc: SocketAddr = "127.0.0.1:7000".parse().expect("literal address");
         let default_http: SocketAddr = "127.0.0.1:7001".parse().expect("literal address");
+        let default_peer: SocketAddr = "127.0.0.1:7002".parse().expect("literal address");
         let grpc_addr = args.grpc_addr.unwrap_or(default_grpc);
         let http_addr = args.http_addr.unwrap_or(default_http);
+        let peer_addr = args.peer_addr.unwrap_or(default_peer);
         let init_members = if args.init || args.dev {
-            let own = args
-                .advertise_addr
-                .clone()
-                .unwrap_or_else(|| grpc_addr.to_string());
-            let mut members = vec![(node_id, own)];
-            for (id, addr) in &args.peers {
-                if members.iter().any(|(m, _)| m == id) {
+            // This node's own addresses are filled in once its ports are bound (`node.rs`).
+            let mut members = vec![(node_id, String::new(), String::new())];
+            for (id, addr, peer) in &args.peers {
+                if members.iter().any(|(m, _, _)| m == id) {
                     return Err(format!("node id {id} appears twice in the initial members"));
                 }
-                members.push((*id, addr.clone()));
+                members.push((*id, addr.clone(), peer.clone()));
             }
             Some(members)
         } else {
@@ -280,11 +415,20 @@ impl NodeConfig {
             (None, None, None) => None,
             _ => return Err("--tls-cert, --tls-key and --tls-ca go together".into()),
         };
-        if args.auth_file.is_some() && tls.is_none() && !args.dev {
+        let insecure = check_exposure(&Exposure {
+            listen: vec![grpc_addr, peer_addr],
+            tls: tls.is_some(),
+            auth_file: args.auth_file.is_some(),
+            insecure: args.insecure,
+            dev: args.dev,
+        })?;
+        check_fault_injection(args.fault_injection, FAULT_INJECTION_BUILT_IN)?;
+        let peers_authenticated = tls.is_some() || args.peer_secret_file.is_some();
+        if !args.peers.is_empty() && !peers_authenticated {
             return Err(
-                "--auth-file needs TLS (--tls-cert, --tls-key, --tls-ca): without it \
-                        tokens cross the network in clear and Raft's RPCs are not authenticated \
-                        (--dev allows it, for loopback)"
+                "--peer: the nodes of a cluster must authenticate each other; add TLS \
+                 (--tls-cert, --tls-key, --tls-ca) or --peer-secret-file FILE, the same on \
+                 every node (`ledgerctl peer-secret --out FILE` writes one)"
                     .into(),
             );
         }
@@ -296,8 +440,10 @@ impl NodeConfig {
             cluster: args.cluster.clone(),
             data_dir,
             grpc_addr,
+            peer_addr,
             http_addr,
             advertise_addr: args.advertise_addr.clone(),
+            advertise_peer_addr: args.advertise_peer_addr.clone(),
             init_members,
             routes: args.routes.clone(),
             snapshot_logs: args.snapshot_logs,
@@ -305,10 +451,95 @@ impl NodeConfig {
             fault_injection: args.fault_injection,
             tls,
             auth_file: args.auth_file.clone(),
+            peer_secret_file: args.peer_secret_file.clone(),
+            insecure,
             limits: crate::security::limits::Limits {
                 total: args.max_requests_in_flight,
-                per_connection: args.max_requests_per_connection,
+                per_caller: args.max_requests_per_connection,
+                ..Default::default()
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposure(addr: &str, tls: bool, auth_file: bool, insecure: bool) -> Exposure {
+        Exposure {
+            listen: vec![
+                addr.parse().expect("addr"),
+                "127.0.0.1:7002".parse().expect("addr"),
+            ],
+            tls,
+            auth_file,
+            insecure,
+            dev: false,
+        }
+    }
+
+    #[test]
+    fn loopback_nodes_need_nothing_more() {
+        assert_eq!(
+            check_exposure(&exposure("127.0.0.1:7000", false, false, false)),
+            Ok(None)
+        );
+        assert_eq!(
+            check_exposure(&exposure("[::1]:7000", false, false, false)),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn an_exposed_node_without_tls_or_tokens_is_refused_with_the_flags_to_add() {
+        let refused =
+            check_exposure(&exposure("0.0.0.0:7000", false, false, false)).expect_err("refused");
+        for flag in [
+            "--tls-cert",
+            "--tls-key",
+            "--tls-ca",
+            "--auth-file",
+            "--insecure",
+        ] {
+            assert!(refused.contains(flag), "{flag} missing from: {refused}");
+        }
+        let refused =
+            check_exposure(&exposure("10.1.2.3:7000", true, false, false)).expect_err("refused");
+        assert!(refused.contains("--auth-file") && !refused.contains("--tls-cert"));
+        assert_eq!(
+            check_exposure(&exposure("0.0.0.0:7000", true, true, false)),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn insecure_runs_exposed_and_says_why() {
+        let why = check_exposure(&exposure("0.0.0.0:7000", false, false, true))
+            .expect("allowed")
+            .expect("insecure");
+        assert!(why.contains("0.0.0.0:7000"), "{why}");
+        let mut dev = exposure("0.0.0.0:7000", false, false, true);
+        dev.dev = true;
+        assert!(check_exposure(&dev).is_err(), "--dev stays on loopback");
+    }
+
+    #[test]
+    fn fault_injection_is_refused_by_builds_without_it() {
+        let refused = check_fault_injection(true, false).expect_err("refused");
+        assert!(refused.contains("test-only"), "{refused}");
+        assert!(check_fault_injection(true, true).is_ok());
+        assert!(check_fault_injection(false, false).is_ok());
+    }
+
+    #[test]
+    fn initial_members_name_both_ports() {
+        assert_eq!(
+            parse_member("2=10.0.0.2:7000,10.0.0.2:7002"),
+            Ok((2, "10.0.0.2:7000".into(), "10.0.0.2:7002".into()))
+        );
+        let one = parse_member("2=10.0.0.2:7000").expect_err("one address");
+        assert!(one.contains("PEER_HOST:PORT"), "{one}");
+        assert!(parse_member("0=a:1,b:2").is_err());
     }
 }

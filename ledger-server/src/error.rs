@@ -3,9 +3,8 @@
 //! `grpc/status.rs` turns a [`NodeError`] into a `tonic::Status` in exactly one function.
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use openraft::BasicNode;
 
-use crate::raft::types::NodeId;
+use crate::raft::types::{LedgerNode, NodeId};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum NodeError {
@@ -44,7 +43,7 @@ impl NodeError {
         }
     }
 
-    fn forward(f: ForwardToLeader<NodeId, BasicNode>) -> Self {
+    fn forward(f: ForwardToLeader<NodeId, LedgerNode>) -> Self {
         NodeError::NotLeader {
             leader_id: f.leader_id,
             leader_address: f.leader_node.map(|n| n.addr),
@@ -52,7 +51,7 @@ impl NodeError {
     }
 
     /// A failed proposal. `proposed` says whether the entry may have reached the log.
-    pub fn from_write(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Self {
+    pub fn from_write(e: RaftError<NodeId, ClientWriteError<NodeId, LedgerNode>>) -> Self {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Self::forward(f),
             RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
@@ -66,7 +65,7 @@ impl NodeError {
         }
     }
 
-    pub fn from_read(e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>) -> Self {
+    pub fn from_read(e: RaftError<NodeId, CheckIsLeaderError<NodeId, LedgerNode>>) -> Self {
         match e {
             RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => Self::forward(f),
             RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {

@@ -57,7 +57,7 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
     } else {
         None
     };
-    let body = json!({
+    let mut body = json!({
         "status": if reason.is_none() { "ready" } else { "not_ready" },
         "reason": reason,
         "node_id": node.config.node_id,
@@ -65,6 +65,10 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
         "applied": applied,
         "last_log": last_log,
     });
+    // An insecure node may be ready, but says what it is to whoever checks.
+    if let Some(why) = &node.config.insecure {
+        body["insecure"] = json!(why);
+    }
     let code = if reason.is_none() {
         StatusCode::OK
     } else {

@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
         }
     };
     let running = match node::bind(&config).await {
-        Ok((grpc, http)) => node::start(config, grpc, http).await,
+        Ok(listeners) => node::start(config, listeners).await,
         Err(e) => Err(e),
     };
     let running = match running {
@@ -76,6 +76,7 @@ async fn run_restore(r: &RestoreArgs) -> ExitCode {
         &r.data_dir,
         r.node_id,
         &r.advertise_addr,
+        &r.advertise_peer_addr,
         ledger_server::config::RESTORE_BLOCK_CACHE_MB,
     )
     .await

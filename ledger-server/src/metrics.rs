@@ -12,6 +12,8 @@
 //! | `ledger_rocksdb_size_bytes` | gauge | `cf`, `kind` | per column family: `sst` (live SST files) and `memtable` bytes |
 //! | `ledger_group_commit_entries_total`, `ledger_group_commit_requests_total`, `ledger_requests_shed_total` | counter | | group commit on the leader |
 //! | `ledger_group_commit_batch_requests` | histogram | | client requests per Raft entry |
+//! | `ledger_peer_refusals_total` | counter | `reason` | Raft calls refused on the peer port: `unauthenticated`, `wrong_cluster`, `peer_mismatch`, `not_a_member`, `limit` |
+//! | `ledger_insecure` | gauge | | 1 when the node was started with `--insecure` and lacks TLS or an auth file |
 //!
 //! Request metrics are taken by [`MetricsLayer`] around every gRPC service; Raft gauges and
 //! RocksDB sizes are read when `/metrics` is scraped.
@@ -70,6 +72,29 @@ pub struct StorageCounters {
     pub log_purges: Counter,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub reason: &'static str,
+}
+
+/// What the security layers report (`security/peer.rs`, `grpc/raft_service.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct SecurityCounters {
+    /// Raft calls refused on the peer port, by reason.
+    pub peer_refusals: Family<RefusalLabels, Counter>,
+    /// 1 on a node running insecure on purpose (`--insecure`).
+    pub insecure: Gauge,
+}
+
+impl SecurityCounters {
+    /// Counts one refused peer call.
+    pub fn refuse_peer(&self, reason: &'static str) {
+        self.peer_refusals
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
+    }
+}
+
 /// Counters and the histogram of group commit.
 #[derive(Clone, Debug)]
 pub struct GroupCommitCounters {
@@ -109,6 +134,7 @@ pub struct Metrics {
     latency: Family<MethodLabels, Histogram>,
     pub storage: StorageCounters,
     pub group_commit: GroupCommitCounters,
+    pub security: SecurityCounters,
     term: Gauge,
     leader_id: Gauge,
     is_leader: Gauge,
@@ -197,6 +223,17 @@ impl Metrics {
             "Client requests per proposed Raft entry",
             group_commit.batch_requests.clone(),
         );
+        let security = SecurityCounters::default();
+        registry.register(
+            "ledger_peer_refusals",
+            "Raft calls refused on the peer port, by reason",
+            security.peer_refusals.clone(),
+        );
+        registry.register(
+            "ledger_insecure",
+            "1 when the node runs insecure on purpose (--insecure without TLS or auth)",
+            security.insecure.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -253,6 +290,7 @@ impl Metrics {
             latency,
             storage,
             group_commit,
+            security,
             term,
             leader_id,
             is_leader,

@@ -1,15 +1,16 @@
 //! A running node: storage, Raft, the group committer and the servers, wired together.
 //!
-//! Start-up order: check the data directory belongs to this node and cluster, open the one
-//! RocksDB, build the log store and the state machine over it, start openraft, bootstrap the
-//! cluster if asked and not done yet, then serve gRPC (client, admin, Raft) and HTTP.
+//! Start-up order: check the data directory belongs to this node and cluster, read the
+//! security settings, open the one RocksDB, build the log store and the state machine over it,
+//! start openraft, bootstrap the cluster if asked and not done yet, then serve the client port
+//! (Ledger and Admin services), the peer port (Raft's RPCs only) and HTTP.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::SnapshotPolicy;
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -29,8 +30,10 @@ use crate::metrics::Metrics;
 use crate::raft::log_store::{open_db, LogStore};
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::LedgerStateMachine;
-use crate::raft::types::Raft;
-use crate::security::auth::{AuthLayer, Authenticator};
+use crate::raft::types::{LedgerNode, Raft};
+use crate::security::auth::{AuthPolicy, Authenticator};
+use crate::security::limits::{ConnectionSlots, CountedStream, PEER_CONNECTIONS_PER_ADDRESS_MAX};
+use crate::security::peer::{PeerAuthPolicy, PeerSecret};
 use crate::security::tls::TlsSettings;
 
 /// Who a data directory belongs to, written on first start and checked on every start.
@@ -38,9 +41,23 @@ use crate::security::tls::TlsSettings;
 struct Identity {
     cluster: String,
     node_id: u64,
+    /// The layout of what the directory stores; see [`DATA_DIR_FORMAT`].
+    #[serde(default = "first_format")]
+    format: u32,
 }
 
 const IDENTITY_FILE: &str = "node.json";
+/// The format of the stored log, state and snapshots. 2: every member records a client and a
+/// peer address (the peer port). A directory of format 1 holds memberships this build cannot
+/// read; it is refused at start, never misread.
+pub const DATA_DIR_FORMAT: u32 = 2;
+
+fn first_format() -> u32 {
+    1
+}
+
+/// How often an insecure node repeats its warning.
+const INSECURE_WARNING_INTERVAL_MS: u64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -59,14 +76,17 @@ pub enum StartError {
 /// Everything a request handler needs.
 pub struct Node {
     pub config: NodeConfig,
-    /// The address other nodes and clients reach this node's gRPC server at.
+    /// The address clients reach this node's client port at.
     pub advertise_addr: String,
+    /// The address the other nodes reach this node's peer port at.
+    pub advertise_peer_addr: String,
     pub raft: Raft,
     pub db: Arc<DB>,
     pub committer: GroupCommitter,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     /// Peers whose Raft RPCs are refused (fault injection; empty unless a test sets it).
+    #[cfg(feature = "fault-injection")]
     pub blocked_peers: crate::grpc::raft_service::BlockedPeers,
 }
 
@@ -114,6 +134,7 @@ impl Node {
 pub struct RunningNode {
     pub node: Arc<Node>,
     pub grpc_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
     pub http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -141,6 +162,14 @@ fn check_identity(dir: &Path, expected: &Identity) -> Result<(), StartError> {
         Ok(bytes) => {
             let found: Identity = serde_json::from_slice(&bytes)
                 .map_err(|e| err(format!("unreadable {IDENTITY_FILE}: {e}")))?;
+            if found.format != expected.format {
+                return Err(err(format!(
+                    "holds data of format {}, and this build reads format {} (members with a \
+                     separate peer port); move the node to a new data directory and re-add it, \
+                     or restore a backup taken with this build (docs/operations.md)",
+                    found.format, expected.format
+                )));
+            }
             if &found != expected {
                 return Err(err(format!(
                     "belongs to node {} of cluster '{}', not node {} of cluster '{}'",
@@ -165,12 +194,24 @@ pub fn claim_data_dir(dir: &Path, cluster: &str, node_id: u64) -> Result<(), Sta
         &Identity {
             cluster: cluster.to_string(),
             node_id,
+            format: DATA_DIR_FORMAT,
         },
     )
 }
 
-/// Binds both listeners of a configuration (port 0 picks a free port).
-pub async fn bind(config: &NodeConfig) -> Result<(TcpListener, TcpListener), StartError> {
+/// The bound listeners of a node.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The client port (Ledger and Admin services).
+    pub grpc: TcpListener,
+    /// The peer port (Raft's RPCs).
+    pub peer: TcpListener,
+    /// Metrics and health.
+    pub http: TcpListener,
+}
+
+/// Binds the listeners of a configuration (port 0 picks a free port).
+pub async fn bind(config: &NodeConfig) -> Result<Listeners, StartError> {
     let listen = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -179,35 +220,43 @@ pub async fn bind(config: &NodeConfig) -> Result<(TcpListener, TcpListener), Sta
                 reason: e.to_string(),
             })
     };
-    Ok((
-        listen(config.grpc_addr).await?,
-        listen(config.http_addr).await?,
-    ))
+    Ok(Listeners {
+        grpc: listen(config.grpc_addr).await?,
+        peer: listen(config.peer_addr).await?,
+        http: listen(config.http_addr).await?,
+    })
 }
 
 /// Starts a node on already bound listeners.
-pub async fn start(
-    config: NodeConfig,
-    grpc_listener: TcpListener,
-    http_listener: TcpListener,
-) -> Result<RunningNode, StartError> {
-    let grpc_addr = grpc_listener.local_addr().map_err(|e| StartError::Listen {
-        addr: config.grpc_addr,
-        reason: e.to_string(),
-    })?;
-    let http_addr = http_listener.local_addr().map_err(|e| StartError::Listen {
-        addr: config.http_addr,
-        reason: e.to_string(),
-    })?;
+pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNode, StartError> {
+    let Listeners {
+        grpc: grpc_listener,
+        peer: peer_listener,
+        http: http_listener,
+    } = listeners;
+    let local = |listener: &TcpListener, configured: SocketAddr| {
+        listener.local_addr().map_err(|e| StartError::Listen {
+            addr: configured,
+            reason: e.to_string(),
+        })
+    };
+    let grpc_addr = local(&grpc_listener, config.grpc_addr)?;
+    let peer_addr = local(&peer_listener, config.peer_addr)?;
+    let http_addr = local(&http_listener, config.http_addr)?;
     let advertise_addr = config
         .advertise_addr
         .clone()
         .unwrap_or_else(|| grpc_addr.to_string());
+    let advertise_peer_addr = config
+        .advertise_peer_addr
+        .clone()
+        .unwrap_or_else(|| peer_addr.to_string());
     check_identity(
         &config.data_dir,
         &Identity {
             cluster: config.cluster.clone(),
             node_id: config.node_id,
+            format: DATA_DIR_FORMAT,
         },
     )?;
 
@@ -218,7 +267,7 @@ pub async fn start(
         .map(TlsSettings::load)
         .transpose()
         .map_err(StartError::Security)?;
-    let auth = AuthLayer {
+    let auth = AuthPolicy {
         tokens: config
             .auth_file
             .as_deref()
@@ -226,11 +275,19 @@ pub async fn start(
             .transpose()
             .map_err(StartError::Security)?
             .map(Arc::new),
-        peers_need_certificate: tls.is_some(),
     };
-    if auth.tokens.is_some() && tls.is_none() {
-        // Only with --dev (config.rs refuses it otherwise).
-        tracing::warn!("--auth-file without TLS: tokens cross the network in clear text");
+    let peer_secret = config
+        .peer_secret_file
+        .as_deref()
+        .map(PeerSecret::load)
+        .transpose()
+        .map_err(StartError::Security)?
+        .map(Arc::new);
+    if tls.is_none() && peer_secret.is_none() {
+        tracing::warn!(
+            "no peer authentication (TLS or --peer-secret-file): this node accepts no Raft \
+             calls, so it can only be a cluster of one"
+        );
     }
 
     let db = open_db(config.data_dir.join("db"), config.block_cache_mb)
@@ -277,7 +334,8 @@ pub async fn start(
     .map_err(|e| StartError::Raft(e.to_string()))?;
     let network = NetworkFactory::new(config.cluster.clone(), config.node_id)
         .with_routes(config.routes.iter().cloned())
-        .with_tls(tls.as_ref().map(TlsSettings::peer_client_config));
+        .with_tls(tls.as_ref().map(TlsSettings::peer_client_config))
+        .with_peer_secret(peer_secret.as_ref().map(|s| s.header_value()));
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -295,14 +353,14 @@ pub async fn start(
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if !initialized {
             let mut nodes = BTreeMap::new();
-            for (id, addr) in members {
-                // This node's own entry uses the address it actually listens on.
-                let addr = if *id == config.node_id {
-                    advertise_addr.clone()
+            for (id, addr, peer) in members {
+                // This node's own entry uses the addresses it actually listens on.
+                let node = if *id == config.node_id {
+                    LedgerNode::new(advertise_addr.clone(), advertise_peer_addr.clone())
                 } else {
-                    addr.clone()
+                    LedgerNode::new(addr.clone(), peer.clone())
                 };
-                nodes.insert(*id, BasicNode { addr });
+                nodes.insert(*id, node);
             }
             tracing::info!(?nodes, "initializing a new cluster");
             raft.initialize(nodes)
@@ -315,13 +373,26 @@ pub async fn start(
     let node = Arc::new(Node {
         config,
         advertise_addr,
+        advertise_peer_addr,
         raft,
         db,
         committer,
         health,
         metrics,
+        #[cfg(feature = "fault-injection")]
         blocked_peers: Default::default(),
     });
+    if let Some(why) = node.config.insecure.clone() {
+        node.metrics.security.insecure.set(1);
+        tokio::spawn(async move {
+            let period = std::time::Duration::from_millis(INSECURE_WARNING_INTERVAL_MS);
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                ticks.tick().await;
+                tracing::warn!(reason = %why, "this node runs INSECURE on purpose (--insecure)");
+            }
+        });
+    }
 
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
@@ -343,6 +414,42 @@ pub async fn start(
             tracing::error!(error = %e, "gRPC server stopped");
         }
     }));
+    let peer_auth = PeerAuthPolicy {
+        require_certificate: tls.is_some(),
+        secret: peer_secret,
+        counters: node.metrics.security.clone(),
+    };
+    let peer = crate::grpc::peer_router(node.clone(), tls.as_ref(), peer_auth)
+        .map_err(|e| StartError::Security(format!("TLS: {e}")))?;
+    let mut peer_stop = stopped.clone();
+    let slots = ConnectionSlots::new(PEER_CONNECTIONS_PER_ADDRESS_MAX);
+    let refusals = node.metrics.security.clone();
+    servers.push(tokio::spawn(async move {
+        // Connections past the per-address bound are closed at once (dropped here), so that
+        // one address cannot hold the peer port's connections.
+        let incoming = TcpListenerStream::new(peer_listener).filter_map(move |stream| {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => return Some(Err(e)),
+            };
+            let ip = stream.peer_addr().ok()?.ip();
+            let Some(slot) = slots.take(ip) else {
+                refusals.refuse_peer("limit");
+                if crate::security::auth::should_log_refusal() {
+                    tracing::warn!(%ip, "peer connection refused: too many from one address");
+                }
+                return None;
+            };
+            let _ = stream.set_nodelay(true);
+            Some(Ok(CountedStream::new(stream, slot)))
+        });
+        let shutdown = async move {
+            let _ = peer_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = peer.serve_with_incoming_shutdown(incoming, shutdown).await {
+            tracing::error!(error = %e, "peer gRPC server stopped");
+        }
+    }));
     let http = crate::http::router(node.clone());
     let mut http_stop = stopped;
     servers.push(tokio::spawn(async move {
@@ -356,11 +463,12 @@ pub async fn start(
             tracing::error!(error = %e, "HTTP server stopped");
         }
     }));
-    write_addrs(&node.config.data_dir, grpc_addr, http_addr)?;
-    tracing::info!(%grpc_addr, %http_addr, node_id = node.config.node_id, "node started");
+    write_addrs(&node.config.data_dir, grpc_addr, peer_addr, http_addr)?;
+    tracing::info!(%grpc_addr, %peer_addr, %http_addr, node_id = node.config.node_id, "node started");
     Ok(RunningNode {
         node,
         grpc_addr,
+        peer_addr,
         http_addr,
         stop,
         servers,
@@ -369,12 +477,17 @@ pub async fn start(
 
 /// Publishes the bound addresses in `<data dir>/addrs.json` (ports may have been chosen by the
 /// system), for tools that start nodes on port 0.
-fn write_addrs(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> Result<(), StartError> {
+fn write_addrs(
+    dir: &Path,
+    grpc: SocketAddr,
+    peer: SocketAddr,
+    http: SocketAddr,
+) -> Result<(), StartError> {
     let err = |e: std::io::Error| StartError::DataDir {
         dir: dir.display().to_string(),
         reason: e.to_string(),
     };
-    let body = serde_json::json!({ "grpc": grpc, "http": http }).to_string();
+    let body = serde_json::json!({ "grpc": grpc, "peer": peer, "http": http }).to_string();
     let tmp = dir.join("addrs.json.tmp");
     std::fs::write(&tmp, body).map_err(err)?;
     std::fs::rename(&tmp, dir.join("addrs.json")).map_err(err)

@@ -115,11 +115,13 @@ async fn a_wiped_follower_is_replaced_and_catches_up_by_snapshot() {
     h.cluster.wipe(victim).expect("wipe");
     h.cluster.restart(victim).expect("start empty");
     let address = h.cluster.grpc_addr(victim).to_string();
+    let peer_address = h.cluster.peer_addr(victim).to_string();
     admin
         .add_learner(AddLearnerRequest {
             node_id: victim,
             address,
             blocking: true,
+            peer_address,
         })
         .await
         .expect("add learner");
@@ -338,6 +340,8 @@ async fn a_data_directory_of_another_node_is_refused() {
             "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&data_dir)
@@ -354,14 +358,26 @@ async fn a_data_directory_of_another_node_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_rpcs_from_a_node_that_is_not_a_member_are_refused() {
     let h = Harness::start(1, &[]);
-    let mut raft = ledger_client::proto::raft::raft_client::RaftClient::connect(h.endpoint(1))
-        .await
-        .unwrap();
-    let request = |from| ledger_client::proto::raft::RaftRequest {
-        cluster_name: "ledger".into(),
-        from_node_id: from,
-        payload: vec![1, 2, 3],
-        crc32: 0,
+    let mut raft = ledger_client::proto::raft::raft_client::RaftClient::connect(format!(
+        "http://{}",
+        h.cluster.peer_addr(1)
+    ))
+    .await
+    .unwrap();
+    // With the cluster's peer secret, as a node (or a node removed from it) would send.
+    let secret = h.peer_secret();
+    let request = |from| {
+        let mut request = tonic::Request::new(ledger_client::proto::raft::RaftRequest {
+            cluster_name: "ledger".into(),
+            from_node_id: from,
+            payload: vec![1, 2, 3],
+            crc32: 0,
+        });
+        request.metadata_mut().insert(
+            ledger_server::security::peer::PEER_SECRET_HEADER,
+            secret.parse().expect("ascii secret"),
+        );
+        request
     };
     let refused = raft
         .vote(request(99))

@@ -240,11 +240,15 @@ fn ledgerctl_json(args: &[&str], endpoints: &str) -> serde_json::Value {
 }
 
 /// Two consecutive free ports (gRPC, HTTP) for a node that must know its address in advance.
-fn free_port_pair() -> u16 {
+/// The first of three consecutive free ports (a node's client, HTTP and peer ports).
+fn free_port_triple() -> u16 {
     loop {
         let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = a.local_addr().unwrap().port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        if port < u16::MAX - 2
+            && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port + 2)).is_ok()
+        {
             return port;
         }
     }
@@ -270,7 +274,7 @@ async fn a_backup_restores_into_a_new_cluster_with_the_same_digest() {
 
     // Restore into a new one-node cluster on new ports.
     let target = tempfile::tempdir().unwrap();
-    let port = free_port_pair();
+    let port = free_port_triple();
     let server = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
     let node_dir = target.path().join("node1");
     let output = Command::new(&server)
@@ -284,6 +288,7 @@ async fn a_backup_restores_into_a_new_cluster_with_the_same_digest() {
         .arg("--data-dir")
         .arg(&node_dir)
         .args(["--advertise-addr", &format!("127.0.0.1:{port}")])
+        .args(["--advertise-peer-addr", &format!("127.0.0.1:{}", port + 2)])
         .output()
         .unwrap();
     assert!(
@@ -305,6 +310,7 @@ async fn a_backup_restores_into_a_new_cluster_with_the_same_digest() {
         .arg("--data-dir")
         .arg(&node_dir)
         .args(["--advertise-addr", &format!("127.0.0.1:{port}")])
+        .args(["--advertise-peer-addr", &format!("127.0.0.1:{}", port + 2)])
         .output()
         .unwrap();
     assert!(!again.status.success());
@@ -347,6 +353,7 @@ async fn a_backup_restores_into_a_new_cluster_with_the_same_digest() {
         .arg("--data-dir")
         .arg(target.path().join("other"))
         .args(["--advertise-addr", "127.0.0.1:1"])
+        .args(["--advertise-peer-addr", "127.0.0.1:2"])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -396,12 +403,15 @@ async fn membership_changes_and_a_node_replacement_under_load_lose_nothing() {
     h.cluster.wipe(victim).unwrap();
     h.cluster.restart(victim).unwrap();
     let address = h.cluster.grpc_addr(victim).to_string();
+    let peer_address = h.cluster.peer_addr(victim).to_string();
     ledgerctl_json(
         &[
             "cluster",
             "add-learner",
             "--node-id",
             &victim.to_string(),
+            "--peer-address",
+            &peer_address,
             "--address",
             &address,
         ],

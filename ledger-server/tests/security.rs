@@ -67,6 +67,24 @@ fn tls_args(certs: &Path, id: u64) -> Vec<String> {
     ]
 }
 
+/// The peer secret `LocalCluster` made for the cluster in `dir`.
+fn peer_secret(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(ledger_client::local_cluster::PEER_SECRET_FILE))
+        .expect("peer secret")
+        .trim()
+        .to_string()
+}
+
+/// A Raft call that carries `secret` as a node's would.
+fn with_secret(envelope: RaftRequest, secret: &str) -> tonic::Request<RaftRequest> {
+    let mut request = tonic::Request::new(envelope);
+    request.metadata_mut().insert(
+        ledger_server::security::peer::PEER_SECRET_HEADER,
+        secret.parse().expect("ascii secret"),
+    );
+    request
+}
+
 async fn ledger(address: &str, credentials: &Credentials) -> LedgerGrpc<AuthChannel> {
     LedgerGrpc::new(
         credentials
@@ -187,23 +205,53 @@ async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
         "a certificate from another CA must not be trusted"
     );
 
-    // Raft's RPCs need a node certificate: a TLS client without one is refused before its
-    // request is even decoded...
-    let mut no_cert = RaftClient::new(
+    // The client port serves no Raft at all...
+    let mut on_client_port = RaftClient::new(
         trusted
             .channel(&leader_addr, CONNECT_TIMEOUT)
             .await
             .expect("TLS connects"),
     );
-    let status = no_cert
+    let status = on_client_port
         .vote(RaftRequest {
             cluster_name: "ledger".into(),
+            from_node_id: 2,
             ..Default::default()
         })
         .await
+        .expect_err("no Raft on the client port");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("peer port"), "{status:?}");
+
+    // ...and the peer port requires a node certificate in the handshake: a TLS client without
+    // one gets no answer from the Raft service.
+    let peer_addr = cluster.peer_addr(1).to_string();
+    let secret = peer_secret(dir.path().join("cluster").as_path());
+    let no_cert = Endpoint::from_shared(format!("https://{peer_addr}"))
+        .expect("uri")
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(pem(&certs.join("ca.pem")))),
+        )
+        .expect("tls config")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(Duration::from_secs(3))
+        .connect_lazy();
+    let status = RaftClient::new(no_cert)
+        .vote(with_secret(
+            RaftRequest {
+                cluster_name: "ledger".into(),
+                from_node_id: 2,
+                ..Default::default()
+            },
+            &secret,
+        ))
+        .await
         .expect_err("no node certificate");
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert!(status.message().contains("node certificate"), "{status:?}");
+    assert!(
+        !status.message().contains("LEDGER_INVALID"),
+        "the request must not reach the Raft service: {status:?}"
+    );
 
     // ...and a would-be node with a certificate from another CA cannot even connect.
     let foreign = ClientTlsConfig::new()
@@ -212,7 +260,7 @@ async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
             pem(&other.join("node-1.pem")),
             pem(&other.join("node-1-key.pem")),
         ));
-    let foreign_channel = Endpoint::from_shared(format!("https://{leader_addr}"))
+    let foreign_channel = Endpoint::from_shared(format!("https://{peer_addr}"))
         .expect("uri")
         .tls_config(foreign)
         .expect("tls config")
@@ -222,11 +270,14 @@ async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
     // From a member (2), so that the request would get as far as decoding its (empty) payload
     // and answer INVALID_ARGUMENT if the handshake let it through.
     let status = RaftClient::new(foreign_channel)
-        .vote(RaftRequest {
-            cluster_name: "ledger".into(),
-            from_node_id: 2,
-            ..Default::default()
-        })
+        .vote(with_secret(
+            RaftRequest {
+                cluster_name: "ledger".into(),
+                from_node_id: 2,
+                ..Default::default()
+            },
+            &secret,
+        ))
         .await
         .expect_err("foreign certificate refused");
     assert_ne!(status.code(), Code::Ok);
@@ -242,18 +293,21 @@ async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
             pem(&certs.join("node-1.pem")),
             pem(&certs.join("node-1-key.pem")),
         ));
-    let node_one_channel = Endpoint::from_shared(format!("https://{}", cluster.grpc_addr(2)))
+    let node_one_channel = Endpoint::from_shared(format!("https://{}", cluster.peer_addr(2)))
         .expect("uri")
         .tls_config(node_one)
         .expect("tls config")
         .connect_timeout(CONNECT_TIMEOUT)
         .connect_lazy();
     let status = RaftClient::new(node_one_channel)
-        .vote(RaftRequest {
-            cluster_name: "ledger".into(),
-            from_node_id: 3,
-            ..Default::default()
-        })
+        .vote(with_secret(
+            RaftRequest {
+                cluster_name: "ledger".into(),
+                from_node_id: 3,
+                ..Default::default()
+            },
+            &secret,
+        ))
         .await
         .expect_err("node 1's certificate claiming node 3");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
@@ -680,4 +734,170 @@ fn with_last_digit_changed(anchor: &str) -> String {
     let last = s.pop().expect("non-empty");
     s.push(if last == '0' { '1' } else { '0' });
     s
+}
+
+/// Calls `path` with an empty message and the given bearer token (if any), whatever the
+/// method's request type: a refusal happens before the message is decoded.
+async fn call_empty(
+    addr: &str,
+    path: &'static str,
+    token: Option<&str>,
+) -> Result<(), tonic::Status> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connects");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let mut request = tonic::Request::new(());
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+    }
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    grpc.unary(
+        request,
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        codec,
+    )
+    .await
+    .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_refuses_callers_below_its_role_and_applies_nothing() {
+    use ledger_server::security::auth::{Caller, Role, METHODS};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let auth = dir.path().join("auth.json");
+    let mut tokens = BTreeMap::new();
+    for role in ["read", "write", "admin"] {
+        let token = ledgerctl_ok(
+            &[
+                "token",
+                "--name",
+                role,
+                "--role",
+                role,
+                "--auth-file",
+                auth.to_str().unwrap(),
+                "--valid-days",
+                "1",
+            ],
+            &[],
+        );
+        tokens.insert(role, token.trim().to_string());
+    }
+    // An admin token that expired: the file entry a rotation left behind.
+    let expired = "ldg_expired_admin_token";
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&auth).expect("auth file")).expect("json");
+    file["tokens"]
+        .as_array_mut()
+        .expect("tokens")
+        .push(serde_json::json!({
+            "name": "old-admin", "role": "admin",
+            "sha256": ledger_client::client::token_sha256(expired), "expires_unix": 1
+        }));
+    std::fs::write(&auth, file.to_string()).expect("write auth file");
+
+    let cluster = start(
+        &dir.path().join("cluster"),
+        1,
+        NodeOptions {
+            extra_args: vec!["--auth-file".into(), auth.to_str().unwrap().into()],
+            ..NodeOptions::default()
+        },
+    );
+    let addr = cluster.grpc_addr(1).to_string();
+    let admin_credentials = Credentials::new()
+        .with_token(&tokens["admin"])
+        .expect("token");
+    let applied = |status: ledger_client::proto::admin::StatusResponse| status.applied_index;
+    let before = applied(
+        admin(&addr, &admin_credentials)
+            .await
+            .status(StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner(),
+    );
+
+    // First every refusal: no token, an unknown or expired one, a role below the method's.
+    let mut allowed = Vec::new();
+    let mut checked = 0;
+    for (prefix, service, method, caller) in METHODS {
+        let path: &'static str = Box::leak(format!("{prefix}{method}").into_boxed_str());
+        let Caller::Client(needed) = caller else {
+            // Raft's RPCs are not served on the client port at all.
+            let status = call_empty(&addr, path, Some(&tokens["admin"]))
+                .await
+                .expect_err("no Raft on the client port");
+            assert_eq!(status.code(), Code::Unimplemented, "{service}.{method}");
+            continue;
+        };
+        for (who, token) in [
+            ("no token", None),
+            ("an unknown token", Some("ldg_unknown")),
+            ("an expired token", Some(expired)),
+        ] {
+            let status = call_empty(&addr, path, token).await.expect_err("refused");
+            assert_eq!(
+                status.code(),
+                Code::Unauthenticated,
+                "{service}.{method} with {who}: {status:?}"
+            );
+        }
+        for (role, granted) in [
+            ("read", Role::Read),
+            ("write", Role::Write),
+            ("admin", Role::Admin),
+        ] {
+            if granted < *needed {
+                let status = call_empty(&addr, path, Some(&tokens[role]))
+                    .await
+                    .expect_err("role too low");
+                assert_eq!(
+                    status.code(),
+                    Code::PermissionDenied,
+                    "{service}.{method} with a {role} token: {status:?}"
+                );
+            } else {
+                allowed.push((*service, *method, path, role));
+            }
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 20,
+        "every client and admin method was called: {checked}"
+    );
+    // Nothing a refused caller sent was applied: the applied index is where it was.
+    let after = applied(
+        admin(&addr, &admin_credentials)
+            .await
+            .status(StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner(),
+    );
+    // Then the roles that suffice: past the role check the empty request may be invalid, but
+    // never unauthenticated or denied.
+    for (service, method, path, role) in allowed {
+        if let Err(status) = call_empty(&addr, path, Some(&tokens[role])).await {
+            assert!(
+                !matches!(
+                    status.code(),
+                    Code::Unauthenticated | Code::PermissionDenied
+                ),
+                "{service}.{method} refused a {role} token: {status:?}"
+            );
+        }
+    }
+    assert_eq!(after, before, "nothing was applied");
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use ledger_client::proto::admin as pb;
 use ledger_client::proto::admin::admin_server::Admin;
 use ledger_core::{audit_link_at, check_invariants, read_meta, verify_audit};
-use openraft::BasicNode;
 use rocksdb::ReadOptions;
 use tonic::{Request, Response, Status};
 
@@ -16,7 +15,7 @@ use crate::node::Node;
 use crate::raft::log_store::saved_committed_index;
 use crate::raft::snapshot_install::refuse_incomplete_state;
 use crate::raft::state_machine::read_applied;
-use crate::raft::types::StoredMembership;
+use crate::raft::types::{LedgerNode, StoredMembership};
 use crate::storage::state_store::StateView;
 
 pub struct AdminService {
@@ -37,6 +36,7 @@ fn membership_to_pb(m: &StoredMembership) -> pb::Membership {
         let member = pb::Member {
             node_id: *id,
             address: node.addr.clone(),
+            peer_address: node.peer_addr.clone(),
         };
         if voters.contains(id) {
             out.voters.push(member);
@@ -61,11 +61,11 @@ fn membership_response(
     }
 }
 
-fn check_address(address: &str) -> Result<(), Status> {
+fn check_address(field: &str, address: &str) -> Result<(), Status> {
     match address.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
         _ => Err(to_status(NodeError::invalid(
-            "address",
+            field,
             format!("'{address}' is not HOST:PORT"),
         ))),
     }
@@ -158,12 +158,11 @@ impl Admin for AdminService {
                     "must not be 0",
                 )));
             }
-            check_address(&m.address)?;
+            check_address(&format!("members[{i}].address"), &m.address)?;
+            check_address(&format!("members[{i}].peer_address"), &m.peer_address)?;
             nodes.insert(
                 m.node_id,
-                BasicNode {
-                    addr: m.address.clone(),
-                },
+                LedgerNode::new(m.address.clone(), m.peer_address.clone()),
             );
         }
         self.node
@@ -182,12 +181,17 @@ impl Admin for AdminService {
         if r.node_id == 0 {
             return Err(to_status(NodeError::invalid("node_id", "must not be 0")));
         }
-        check_address(&r.address)?;
+        check_address("address", &r.address)?;
+        check_address("peer_address", &r.peer_address)?;
         self.node.check_writable().map_err(to_status)?;
         let response = self
             .node
             .raft
-            .add_learner(r.node_id, BasicNode { addr: r.address }, r.blocking)
+            .add_learner(
+                r.node_id,
+                LedgerNode::new(r.address, r.peer_address),
+                r.blocking,
+            )
             .await
             .map_err(|e| to_status(NodeError::from_write(e)))?;
         Ok(Response::new(membership_response(&response)))
@@ -273,6 +277,8 @@ impl Admin for AdminService {
             audit_index: meta.last_log_index,
             has_quorum_ack: m.millis_since_quorum_ack.is_some(),
             millis_since_quorum_ack: m.millis_since_quorum_ack.unwrap_or(0),
+            peer_address: self.node.advertise_peer_addr.clone(),
+            insecure: self.node.config.insecure.clone().unwrap_or_default(),
         }))
     }
 
@@ -340,17 +346,28 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::PartitionRequest>,
     ) -> Result<Response<pb::PartitionResponse>, Status> {
-        if !self.node.config.fault_injection {
-            return Err(Status::failed_precondition(
-                "LEDGER_FAULT_INJECTION_DISABLED: start the node with --fault-injection",
-            ));
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let _ = request;
+            Err(Status::unimplemented(
+                "LEDGER_UNIMPLEMENTED: InjectPartition is a test-only hook, not in this build",
+            ))
         }
-        let blocked: BTreeSet<u64> = request.into_inner().blocked_node_ids.into_iter().collect();
-        tracing::warn!(
-            ?blocked,
-            "injected partition: refusing Raft RPCs from these nodes"
-        );
-        *self.node.blocked_peers.write().expect("blocked peers lock") = blocked;
-        Ok(Response::new(pb::PartitionResponse {}))
+        #[cfg(feature = "fault-injection")]
+        {
+            if !self.node.config.fault_injection {
+                return Err(Status::failed_precondition(
+                    "LEDGER_FAULT_INJECTION_DISABLED: start the node with --fault-injection",
+                ));
+            }
+            let blocked: BTreeSet<u64> =
+                request.into_inner().blocked_node_ids.into_iter().collect();
+            tracing::warn!(
+                ?blocked,
+                "injected partition: refusing Raft RPCs from these nodes"
+            );
+            *self.node.blocked_peers.write().expect("blocked peers lock") = blocked;
+            Ok(Response::new(pb::PartitionResponse {}))
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! The receiving side of Raft's RPCs: where an entry from the leader enters this node.
 //!
-//! Each request is checked in this order, and refused at the first failure:
-//! 0. with TLS, the caller's certificate has been verified against the cluster CA (handshake),
-//!    and one is required (`security/auth.rs`); here it must name the node the request claims
-//!    to come from (DNS name `node-<id>.ledger`; else `PERMISSION_DENIED`,
-//!    `LEDGER_PEER_MISMATCH`), so that one node's key cannot speak for another;
+//! It is served on the peer port only (`grpc::peer_router`), behind the peer checks of
+//! `security/peer.rs`: a verified node certificate (TLS) or the cluster's peer secret, and the
+//! peer limits. Each request is then checked in this order, and refused at the first failure
+//! (each refusal counted in `ledger_peer_refusals_total` and logged, rate-limited):
+//! 0. with TLS, the caller's certificate must name the node the request claims to come from
+//!    (DNS name `node-<id>.ledger`; else `PERMISSION_DENIED`, `LEDGER_PEER_MISMATCH`), so that
+//!    one node's key cannot speak for another;
 //! 1. the sender's cluster name must be this node's (`PERMISSION_DENIED`, `LEDGER_WRONG_CLUSTER`),
 //!    so that a node of another cluster, or one left over from a previous deployment on the same
 //!    addresses, can neither vote here nor append to this log; the sender must be a member;
@@ -19,38 +21,74 @@
 use ledger_client::proto::raft::raft_server::Raft as RaftRpc;
 use ledger_client::proto::raft::{RaftReply, RaftRequest};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
-use openraft::{BasicNode, Raft, RaftTypeConfig};
+use openraft::{Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::metrics::SecurityCounters;
 use crate::raft::network::{seal, unseal, PayloadError};
+use crate::security::auth::should_log_refusal;
 
 /// The gRPC service of Raft's RPCs for one node of cluster `cluster_name`.
 pub struct RaftService<C: RaftTypeConfig> {
     raft: Raft<C>,
     cluster_name: String,
+    counters: SecurityCounters,
+    #[cfg(feature = "fault-injection")]
     blocked: BlockedPeers,
 }
 
 /// Peers whose Raft RPCs this node refuses: an injected network partition, set through the
-/// admin API only when the node runs with `--fault-injection` (tests and chaos runs).
+/// admin API only when the node runs with `--fault-injection`. Test-only: it exists only in
+/// builds with the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
 pub type BlockedPeers = std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<u64>>>;
+
+/// Logs a refused Raft call, at most a few times a second, and counts it.
+fn refuse(
+    counters: &SecurityCounters,
+    reason: &'static str,
+    rpc: &'static str,
+    from: u64,
+    status: Status,
+) -> Status {
+    counters.refuse_peer(reason);
+    if should_log_refusal() {
+        tracing::warn!(
+            rpc,
+            from,
+            reason,
+            message = status.message(),
+            "refused a Raft call"
+        );
+    }
+    status
+}
 
 impl<C> RaftService<C>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+    C: RaftTypeConfig<NodeId = u64>,
 {
     /// Returns the service that hands the RPCs of cluster `cluster_name` to `raft`.
     pub fn new(raft: Raft<C>, cluster_name: impl Into<String>) -> Self {
         Self {
             raft,
             cluster_name: cluster_name.into(),
+            counters: SecurityCounters::default(),
+            #[cfg(feature = "fault-injection")]
             blocked: BlockedPeers::default(),
         }
     }
 
+    /// Counts refusals in these counters (the node's metrics).
+    pub fn with_counters(mut self, counters: SecurityCounters) -> Self {
+        self.counters = counters;
+        self
+    }
+
     /// Refuses RPCs from the peers in `blocked` (see [`BlockedPeers`]).
+    #[cfg(feature = "fault-injection")]
     pub fn with_blocked_peers(mut self, blocked: BlockedPeers) -> Self {
         self.blocked = blocked;
         self
@@ -69,31 +107,32 @@ where
                 crate::security::tls::certificate_names_node(c.as_ref(), request.from_node_id)
             });
             if !names_sender {
-                tracing::warn!(
+                return Err(refuse(
+                    &self.counters,
+                    "peer_mismatch",
                     rpc,
-                    from = request.from_node_id,
-                    "refused a Raft RPC whose certificate does not name its sender"
-                );
-                return Err(Status::permission_denied(format!(
-                    "LEDGER_PEER_MISMATCH: {rpc} claims to come from node {}, but its certificate \
-                     does not name it ({})",
                     request.from_node_id,
-                    crate::security::tls::node_identity_name(request.from_node_id)
-                )));
+                    Status::permission_denied(format!(
+                        "LEDGER_PEER_MISMATCH: {rpc} claims to come from node {}, but its \
+                         certificate does not name it ({})",
+                        request.from_node_id,
+                        crate::security::tls::node_identity_name(request.from_node_id)
+                    )),
+                ));
             }
         }
         if request.cluster_name != self.cluster_name {
-            tracing::warn!(
+            return Err(refuse(
+                &self.counters,
+                "wrong_cluster",
                 rpc,
-                from = request.from_node_id,
-                their_cluster = %request.cluster_name,
-                "refused a Raft RPC from another cluster"
-            );
-            return Err(Status::permission_denied(format!(
-                "LEDGER_WRONG_CLUSTER: {rpc} from node {} of cluster '{}'; this node belongs to \
-                 cluster '{}'",
-                request.from_node_id, request.cluster_name, self.cluster_name
-            )));
+                request.from_node_id,
+                Status::permission_denied(format!(
+                    "LEDGER_WRONG_CLUSTER: {rpc} from node {} of cluster '{}'; this node belongs \
+                     to cluster '{}'",
+                    request.from_node_id, request.cluster_name, self.cluster_name
+                )),
+            ));
         }
         // Only members may speak Raft to a member. A node with no membership yet (new or
         // wiped, waiting to be added) accepts the leader that adds it.
@@ -104,16 +143,19 @@ where
             .map(|(id, _)| *id)
             .peekable();
         if members.peek().is_some() && !members.any(|id| id == request.from_node_id) {
-            tracing::warn!(
+            return Err(refuse(
+                &self.counters,
+                "not_a_member",
                 rpc,
-                from = request.from_node_id,
-                "refused a Raft RPC from a non-member"
-            );
-            return Err(Status::permission_denied(format!(
-                "LEDGER_NOT_A_MEMBER: {rpc} from node {}, which is not a member of this cluster",
-                request.from_node_id
-            )));
+                request.from_node_id,
+                Status::permission_denied(format!(
+                    "LEDGER_NOT_A_MEMBER: {rpc} from node {}, which is not a member of this \
+                     cluster",
+                    request.from_node_id
+                )),
+            ));
         }
+        #[cfg(feature = "fault-injection")]
         if self
             .blocked
             .read()
@@ -152,7 +194,7 @@ fn reply<T: Serialize>(rpc: &'static str, result: &T) -> Result<Response<RaftRep
 #[tonic::async_trait]
 impl<C> RaftRpc for RaftService<C>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+    C: RaftTypeConfig<NodeId = u64>,
 {
     async fn append_entries(
         &self,

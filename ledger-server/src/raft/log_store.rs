@@ -34,8 +34,8 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
-    AnyError, BasicNode, Entry, ErrorSubject, ErrorVerb, LogId, RaftLogId, RaftTypeConfig,
-    StorageError, StorageIOError, Vote,
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, RaftLogId, RaftTypeConfig, StorageError,
+    StorageIOError, Vote,
 };
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
@@ -306,7 +306,7 @@ pub fn decode_entry<C>(
     expected: Option<u64>,
 ) -> Result<Entry<C>, CorruptLogEntry>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>>,
 {
     let corrupt = |index, corruption| CorruptLogEntry { index, corruption };
     let Ok(key) = <[u8; 8]>::try_from(key) else {
@@ -360,7 +360,7 @@ fn storage_error(
 
 impl<C> LogStore<C>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>>,
 {
     /// Builds the store over a database opened by [`open_db`]. It does not scan the log; call
     /// [`LogStore::verify_all`] for that.
@@ -570,7 +570,7 @@ where
 
 impl<C> RaftLogReader<C> for LogStore<C>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>>,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -624,7 +624,7 @@ where
 
 impl<C> RaftLogStorage<C> for LogStore<C>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>,
+    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>>,
 {
     type LogReader = LogStore<C>;
 

@@ -6,6 +6,11 @@
 //! connection and RPC to that peer, so neither a new replication stream nor an election opens
 //! a TCP connection of its own.
 //!
+//! Calls go to each peer's peer port (the `peer_addr` of its membership entry, or its
+//! `--route`), never to its client port. With TLS the connection presents this node's
+//! certificate; every call carries the cluster's peer secret when one is configured
+//! (`security/peer.rs` checks both on the receiving side).
+//!
 //! Each request is an envelope (`ledger.raft.RaftRequest`): the cluster name (the receiver
 //! refuses other clusters), the sender's id, and the openraft message encoded with postcard
 //! plus its crc32 ([`seal`] / [`unseal`]). The reply carries the receiver's
@@ -43,12 +48,32 @@ use openraft::{BasicNode, RaftTypeConfig};
 use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::HEARTBEAT_INTERVAL_MS;
 
 /// The node id type every configuration served by this network uses.
 type NodeId = u64;
+
+/// Where a member's peer port is, as its membership entry records it.
+pub trait PeerAddress {
+    /// `host:port` of the member's Raft service.
+    fn peer_addr(&self) -> &str;
+}
+
+impl PeerAddress for crate::raft::types::LedgerNode {
+    fn peer_addr(&self) -> &str {
+        &self.peer_addr
+    }
+}
+
+/// Test configurations of the network layer record one address per node.
+impl PeerAddress for BasicNode {
+    fn peer_addr(&self) -> &str {
+        &self.addr
+    }
+}
 
 /// Largest Raft message on the wire, either way: an append of many entries, or a snapshot
 /// chunk. Applied to the client here and to the server in `grpc::raft_server`.
@@ -140,6 +165,8 @@ pub struct NetworkFactory<C> {
     routes: Arc<HashMap<NodeId, String>>,
     /// TLS towards peers (`None`: plaintext).
     tls: Option<Arc<ClientTlsConfig>>,
+    /// The cluster's peer secret, sent with every call (`security/peer.rs`).
+    secret: Option<MetadataValue<Ascii>>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -151,6 +178,7 @@ impl<C> Clone for NetworkFactory<C> {
             channels: self.channels.clone(),
             routes: self.routes.clone(),
             tls: self.tls.clone(),
+            secret: self.secret.clone(),
             _config: PhantomData,
         }
     }
@@ -175,6 +203,7 @@ impl<C> NetworkFactory<C> {
             channels: Arc::new(Mutex::new(HashMap::new())),
             routes: Arc::new(HashMap::new()),
             tls: None,
+            secret: None,
             _config: PhantomData,
         }
     }
@@ -188,6 +217,12 @@ impl<C> NetworkFactory<C> {
     /// Connects to peers over TLS with this configuration.
     pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
         self.tls = tls.map(Arc::new);
+        self
+    }
+
+    /// Sends this peer secret with every call.
+    pub fn with_peer_secret(mut self, secret: Option<MetadataValue<Ascii>>) -> Self {
+        self.secret = secret;
         self
     }
 
@@ -221,12 +256,18 @@ impl<C> NetworkFactory<C> {
 
 impl<C> RaftNetworkFactory<C> for NetworkFactory<C>
 where
-    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    C: RaftTypeConfig<NodeId = NodeId>,
+    C::Node: PeerAddress,
 {
     type Network = PeerConnection<C>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection<C> {
-        let addr = self.routes.get(&target).unwrap_or(&node.addr).clone();
+    async fn new_client(&mut self, target: NodeId, node: &C::Node) -> PeerConnection<C> {
+        let addr = self
+            .routes
+            .get(&target)
+            .map(String::as_str)
+            .unwrap_or(node.peer_addr())
+            .to_string();
         let client = self
             .channel(target, &addr)
             .map(|channel| {
@@ -241,27 +282,45 @@ where
             target,
             target_node: node.clone(),
             client,
+            secret: self.secret.clone(),
             _config: PhantomData,
         }
     }
 }
 
 /// The connection of one node to one peer (openraft's `RaftNetwork`).
-pub struct PeerConnection<C> {
+pub struct PeerConnection<C: RaftTypeConfig> {
     cluster_name: String,
     from: NodeId,
     target: NodeId,
-    target_node: BasicNode,
+    target_node: C::Node,
     /// The client on the shared channel, or why the peer's address is unusable.
     client: Result<RaftClient<Channel>, String>,
+    secret: Option<MetadataValue<Ascii>>,
     _config: PhantomData<fn() -> C>,
 }
 
-type RpcResult<Resp, E> = Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+type RpcResult<C, Resp, E> =
+    Result<Resp, RPCError<NodeId, <C as RaftTypeConfig>::Node, RaftError<NodeId, E>>>;
+
+/// Wraps an envelope into a call that carries the peer secret, if there is one.
+fn call(
+    envelope: RaftRequest,
+    secret: Option<&MetadataValue<Ascii>>,
+) -> tonic::Request<RaftRequest> {
+    let mut request = tonic::Request::new(envelope);
+    if let Some(secret) = secret {
+        request
+            .metadata_mut()
+            .insert(crate::security::peer::PEER_SECRET_HEADER, secret.clone());
+    }
+    request
+}
 
 impl<C> PeerConnection<C>
 where
-    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    C: RaftTypeConfig<NodeId = NodeId>,
+    C::Node: PeerAddress,
 {
     /// Builds the envelope of a sealed payload.
     fn envelope(&self, payload: Vec<u8>, crc32: u32) -> RaftRequest {
@@ -279,7 +338,7 @@ where
         action: RPCTypes,
         envelope: RaftRequest,
         option: &RPCOption,
-    ) -> RpcResult<Resp, E>
+    ) -> RpcResult<C, Resp, E>
     where
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
@@ -291,7 +350,7 @@ where
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
         };
-        let mut request = tonic::Request::new(envelope);
+        let mut request = call(envelope, self.secret.as_ref());
         // The deadline travels in the grpc-timeout header: tonic enforces it on this side and
         // the receiver drops the work when it expires.
         request.set_timeout(option.hard_ttl());
@@ -325,7 +384,7 @@ where
         action: RPCTypes,
         status: tonic::Status,
         option: &RPCOption,
-    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    ) -> RPCError<NodeId, C::Node, RaftError<NodeId, E>> {
         match classify(&status) {
             Failure::Unreachable => RPCError::Unreachable(Unreachable::new(&status)),
             Failure::Timeout => RPCError::Timeout(Timeout {
@@ -352,6 +411,7 @@ where
     /// the vote, and a follower that saw a newer leader refuses it.
     fn heartbeats(&self, heartbeat: RaftRequest) -> impl std::future::Future<Output = Infallible> {
         let client = self.client.clone().ok();
+        let secret = self.secret.clone();
         async move {
             let period = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -359,7 +419,7 @@ where
             loop {
                 ticks.tick().await;
                 if let Some(mut client) = client.clone() {
-                    let mut request = tonic::Request::new(heartbeat.clone());
+                    let mut request = call(heartbeat.clone(), secret.as_ref());
                     request.set_timeout(period);
                     if let Err(status) = client.append_entries(request).await {
                         tracing::debug!(%status, "heartbeat beside a snapshot chunk failed");
@@ -420,13 +480,14 @@ fn classify(status: &tonic::Status) -> Failure {
 
 impl<C> RaftNetwork<C> for PeerConnection<C>
 where
-    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    C: RaftTypeConfig<NodeId = NodeId>,
+    C::Node: PeerAddress,
 {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, C::Node, RaftError<NodeId>>> {
         let entries = rpc.entries.len() as u64;
         let envelope = self.seal_request(RPCTypes::AppendEntries, &rpc)?;
         if envelope.encoded_len() > RAFT_MESSAGE_BYTES_MAX {
@@ -446,7 +507,7 @@ where
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, C::Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
         let envelope = self.seal_request(RPCTypes::InstallSnapshot, &rpc)?;
         if envelope.encoded_len() > RAFT_MESSAGE_BYTES_MAX {
@@ -473,7 +534,7 @@ where
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, C::Node, RaftError<NodeId>>> {
         let envelope = self.seal_request(RPCTypes::Vote, &rpc)?;
         self.send(RPCTypes::Vote, envelope, &option).await
     }
@@ -530,7 +591,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_channel_per_peer_is_cached_and_replaced_when_the_address_changes() {
-        let factory = NetworkFactory::<()>::new("c", 1);
+        let factory = NetworkFactory::<crate::raft::types::TypeConfig>::new("c", 1);
         factory.channel(2, "127.0.0.1:1").expect("channel");
         factory.channel(2, "127.0.0.1:1").expect("channel");
         factory.channel(3, "127.0.0.1:2").expect("channel");

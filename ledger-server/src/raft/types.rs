@@ -36,13 +36,41 @@ pub struct LedgerResponse {
     pub results: Vec<CommandResults>,
 }
 
+/// A member of the cluster as the membership records it: where clients reach it, and where
+/// its peers reach its Raft service. The two are separate ports, so that a network policy can
+/// close the peer port to everything but the other nodes (docs/security.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerNode {
+    /// `host:port` of the node's client port (Ledger and Admin services): the address in
+    /// leader hints and `ledgerctl cluster status`.
+    pub addr: String,
+    /// `host:port` of the node's peer port (Raft's RPCs only).
+    pub peer_addr: String,
+}
+
+impl LedgerNode {
+    pub fn new(addr: impl Into<String>, peer_addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            peer_addr: peer_addr.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (peer {})", self.addr, self.peer_addr)
+    }
+}
+
 openraft::declare_raft_types!(
-    /// The ledger's Raft types: u64 node ids, snapshots as files on disk.
+    /// The ledger's Raft types: u64 node ids, members with a client and a peer address,
+    /// snapshots as files on disk.
     pub TypeConfig:
         D = LedgerRequest,
         R = LedgerResponse,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = LedgerNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
@@ -51,5 +79,6 @@ openraft::declare_raft_types!(
 pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, LedgerNode>;
+pub type Membership = openraft::Membership<NodeId, LedgerNode>;
 pub type StorageError = openraft::StorageError<NodeId>;

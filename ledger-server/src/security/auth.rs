@@ -9,20 +9,19 @@
 //! ```
 //!
 //! `ledgerctl token --name NAME --role ROLE` makes a token and its entry. Roles are ordered:
-//! `admin` can do everything `write` can, `write` everything `read` can. Raft's RPCs are not
-//! for clients: with TLS they require a node certificate from the cluster CA, whatever the
-//! token. Without `--auth-file`, client calls are not checked (development).
+//! `admin` can do everything `write` can, `write` everything `read` can. [`METHODS`] gives
+//! every method the role it needs. Raft's RPCs are not served on the client port at all: they
+//! have a port of their own with its own authentication (`peer.rs`). Without `--auth-file`,
+//! client calls are not checked, which `config.rs` allows only on loopback addresses or with
+//! an explicit `--insecure`.
 //!
 //! A refused call is logged with the token's name (or that none was given), the method and
 //! the peer address, never with the secret.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
 use tonic::codegen::http;
@@ -66,53 +65,60 @@ const LEDGER_SERVICE: &str = "/ledger.v1.Ledger/";
 const ADMIN_SERVICE: &str = "/ledger.admin.Admin/";
 const RAFT_SERVICE: &str = "/ledger.raft.Raft/";
 
-/// Every method of the three services (`proto/*.proto`), with its service's short name.
-const METHODS: &[(&str, &str, &str)] = &[
-    (LEDGER_SERVICE, "Ledger", "CreateAccounts"),
-    (LEDGER_SERVICE, "Ledger", "CreateTransfers"),
-    (LEDGER_SERVICE, "Ledger", "CreateMarkets"),
-    (LEDGER_SERVICE, "Ledger", "PlaceBets"),
-    (LEDGER_SERVICE, "Ledger", "SettleMarkets"),
-    (LEDGER_SERVICE, "Ledger", "BetActions"),
-    (LEDGER_SERVICE, "Ledger", "LookupAccounts"),
-    (LEDGER_SERVICE, "Ledger", "LookupTransfers"),
-    (LEDGER_SERVICE, "Ledger", "LookupMarkets"),
-    (LEDGER_SERVICE, "Ledger", "LookupBets"),
-    (LEDGER_SERVICE, "Ledger", "LookupSettlements"),
-    (LEDGER_SERVICE, "Ledger", "ListAccounts"),
-    (LEDGER_SERVICE, "Ledger", "GetAccountTransfers"),
-    (LEDGER_SERVICE, "Ledger", "GetAccountBalances"),
-    (LEDGER_SERVICE, "Ledger", "GetMarketBets"),
-    (LEDGER_SERVICE, "Ledger", "GetPendingStatus"),
-    (ADMIN_SERVICE, "Admin", "Init"),
-    (ADMIN_SERVICE, "Admin", "AddLearner"),
-    (ADMIN_SERVICE, "Admin", "ChangeMembership"),
-    (ADMIN_SERVICE, "Admin", "Status"),
-    (ADMIN_SERVICE, "Admin", "Verify"),
-    (ADMIN_SERVICE, "Admin", "Backup"),
-    (ADMIN_SERVICE, "Admin", "InjectPartition"),
-    (RAFT_SERVICE, "Raft", "AppendEntries"),
-    (RAFT_SERVICE, "Raft", "Vote"),
-    (RAFT_SERVICE, "Raft", "InstallSnapshot"),
+/// THE table of who may call what: every method of the three services (`proto/*.proto`), with
+/// its service's short name and the caller it needs. A test reads the `.proto` files and fails
+/// if a method is missing here. A method that is somehow not in the table needs `admin`
+/// ([`required`]): new methods fail closed.
+pub const METHODS: &[(&str, &str, &str, Caller)] = &[
+    (LEDGER_SERVICE, "Ledger", "CreateAccounts", WRITE),
+    (LEDGER_SERVICE, "Ledger", "CreateTransfers", WRITE),
+    (LEDGER_SERVICE, "Ledger", "CreateMarkets", WRITE),
+    (LEDGER_SERVICE, "Ledger", "PlaceBets", WRITE),
+    (LEDGER_SERVICE, "Ledger", "SettleMarkets", WRITE),
+    (LEDGER_SERVICE, "Ledger", "BetActions", WRITE),
+    (LEDGER_SERVICE, "Ledger", "LookupAccounts", READ),
+    (LEDGER_SERVICE, "Ledger", "LookupTransfers", READ),
+    (LEDGER_SERVICE, "Ledger", "LookupMarkets", READ),
+    (LEDGER_SERVICE, "Ledger", "LookupBets", READ),
+    (LEDGER_SERVICE, "Ledger", "LookupSettlements", READ),
+    (LEDGER_SERVICE, "Ledger", "ListAccounts", READ),
+    (LEDGER_SERVICE, "Ledger", "GetAccountTransfers", READ),
+    (LEDGER_SERVICE, "Ledger", "GetAccountBalances", READ),
+    (LEDGER_SERVICE, "Ledger", "GetMarketBets", READ),
+    (LEDGER_SERVICE, "Ledger", "GetPendingStatus", READ),
+    (ADMIN_SERVICE, "Admin", "Init", ADMIN),
+    (ADMIN_SERVICE, "Admin", "AddLearner", ADMIN),
+    (ADMIN_SERVICE, "Admin", "ChangeMembership", ADMIN),
+    (ADMIN_SERVICE, "Admin", "Status", READ),
+    (ADMIN_SERVICE, "Admin", "Verify", ADMIN),
+    (ADMIN_SERVICE, "Admin", "Backup", ADMIN),
+    (ADMIN_SERVICE, "Admin", "InjectPartition", ADMIN),
+    (RAFT_SERVICE, "Raft", "AppendEntries", Caller::Peer),
+    (RAFT_SERVICE, "Raft", "Vote", Caller::Peer),
+    (RAFT_SERVICE, "Raft", "InstallSnapshot", Caller::Peer),
 ];
+
+const READ: Caller = Caller::Client(Role::Read);
+const WRITE: Caller = Caller::Client(Role::Write);
+const ADMIN: Caller = Caller::Client(Role::Admin);
 
 /// The service and method of a path, if it is one of ours: metrics label only these, so that
 /// made-up paths cannot grow the label set.
 pub fn known_method(path: &str) -> Option<(&'static str, &'static str)> {
-    METHODS.iter().find_map(|(prefix, service, method)| {
+    METHODS.iter().find_map(|(prefix, service, method, _)| {
         (path.strip_prefix(prefix) == Some(*method)).then_some((*service, *method))
     })
 }
 
 /// Refusals logged per second at most; the rest are counted and reported in one line, so
 /// that a flood of bad calls cannot flood the log.
-const REFUSALS_LOGGED_PER_SECOND: u64 = 10;
+pub(crate) const REFUSALS_LOGGED_PER_SECOND: u64 = 10;
 
 static REFUSAL_SECOND: AtomicU64 = AtomicU64::new(0);
 static REFUSALS_THIS_SECOND: AtomicU64 = AtomicU64::new(0);
 
 /// Whether to log this refusal; logs how many were skipped when a new second starts.
-fn should_log_refusal() -> bool {
+pub(crate) fn should_log_refusal() -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -130,32 +136,19 @@ fn should_log_refusal() -> bool {
     REFUSALS_THIS_SECOND.fetch_add(1, Ordering::Relaxed) < REFUSALS_LOGGED_PER_SECOND
 }
 
-/// The one table of who may call what. A method added to a service without an entry here
-/// needs `admin` (admin service) or `write` (ledger service): new methods fail closed.
+/// Who may call the method at `path`, from [`METHODS`]. A path of one of our services that is
+/// not in the table needs `admin` (fail closed); other paths are left to the router.
 pub fn required(path: &str) -> Caller {
+    if let Some(caller) = METHODS.iter().find_map(|(prefix, _, method, caller)| {
+        (path.strip_prefix(prefix) == Some(*method)).then_some(*caller)
+    }) {
+        return caller;
+    }
     if path.starts_with(RAFT_SERVICE) {
         return Caller::Peer;
     }
-    if let Some(method) = path.strip_prefix(LEDGER_SERVICE) {
-        return Caller::Client(match method {
-            "LookupAccounts"
-            | "LookupTransfers"
-            | "LookupMarkets"
-            | "LookupBets"
-            | "LookupSettlements"
-            | "ListAccounts"
-            | "GetAccountTransfers"
-            | "GetAccountBalances"
-            | "GetMarketBets"
-            | "GetPendingStatus" => Role::Read,
-            _ => Role::Write,
-        });
-    }
-    if let Some(method) = path.strip_prefix(ADMIN_SERVICE) {
-        return Caller::Client(match method {
-            "Status" => Role::Read,
-            _ => Role::Admin,
-        });
+    if path.starts_with(LEDGER_SERVICE) || path.starts_with(ADMIN_SERVICE) {
+        return ADMIN;
     }
     Caller::Unknown
 }
@@ -167,6 +160,17 @@ pub struct TokenEntry {
     pub role: Role,
     /// Lowercase hex SHA-256 of the token.
     pub sha256: String,
+    /// When the token stops working, in seconds since the Unix epoch (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_unix: Option<u64>,
+}
+
+/// What the auth file grants a token.
+#[derive(Clone, Debug)]
+struct Grant {
+    name: String,
+    role: Role,
+    expires_unix: Option<u64>,
 }
 
 /// The auth file.
@@ -180,8 +184,8 @@ pub use ledger_client::client::token_sha256;
 /// Checks tokens against the auth file.
 #[derive(Debug)]
 pub struct Authenticator {
-    /// SHA-256 hex of the token -> (name, role).
-    tokens: HashMap<String, (String, Role)>,
+    /// SHA-256 hex of the token -> what it grants.
+    tokens: HashMap<String, Grant>,
 }
 
 impl Authenticator {
@@ -204,10 +208,12 @@ impl Authenticator {
                     entry.name
                 ));
             }
-            if tokens
-                .insert(hash, (entry.name.clone(), entry.role))
-                .is_some()
-            {
+            let grant = Grant {
+                name: entry.name.clone(),
+                role: entry.role,
+                expires_unix: entry.expires_unix,
+            };
+            if tokens.insert(hash, grant).is_some() {
                 return Err(format!(
                     "token '{}': the same token appears twice",
                     entry.name
@@ -222,6 +228,20 @@ impl Authenticator {
 
     /// Checks the credentials of a call that needs `role`; on success returns the token name.
     pub fn check(&self, headers: &http::HeaderMap, role: Role) -> Result<&str, Refusal> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.check_at(headers, role, now)
+    }
+
+    /// [`Self::check`] at `now_unix` seconds since the Unix epoch.
+    pub fn check_at(
+        &self,
+        headers: &http::HeaderMap,
+        role: Role,
+        now_unix: u64,
+    ) -> Result<&str, Refusal> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Err(Refusal::Unauthenticated(
                 "no credentials: send 'authorization: Bearer <token>'",
@@ -235,17 +255,20 @@ impl Authenticator {
             .ok_or(Refusal::Unauthenticated(
                 "malformed authorization header: expected 'Bearer <token>'",
             ))?;
-        let Some((name, granted)) = self.tokens.get(&token_sha256(token)) else {
+        let Some(grant) = self.tokens.get(&token_sha256(token)) else {
             return Err(Refusal::Unauthenticated("unknown token"));
         };
-        if *granted < role {
+        if grant.expires_unix.is_some_and(|at| now_unix >= at) {
+            return Err(Refusal::Unauthenticated("expired token"));
+        }
+        if grant.role < role {
             return Err(Refusal::PermissionDenied {
-                name: name.clone(),
-                granted: *granted,
+                name: grant.name.clone(),
+                granted: grant.role,
                 needed: role,
             });
         }
-        Ok(name)
+        Ok(&grant.name)
     }
 }
 
@@ -258,7 +281,8 @@ pub enum Refusal {
         granted: Role,
         needed: Role,
     },
-    NotAPeer,
+    /// A Raft call on the client port: Raft is served on the peer port only.
+    PeerCallOnClientPort,
 }
 
 impl Refusal {
@@ -274,50 +298,27 @@ impl Refusal {
             } => Status::permission_denied(format!(
                 "LEDGER_PERMISSION_DENIED: token '{name}' has role {granted}; {method} needs {needed}"
             )),
-            Refusal::NotAPeer => Status::unauthenticated(
-                "LEDGER_UNAUTHENTICATED: Raft RPCs need a node certificate from the cluster CA",
+            Refusal::PeerCallOnClientPort => Status::unimplemented(
+                "LEDGER_WRONG_PORT: Raft's RPCs are served on the peer port (--peer-addr), not \
+                 on the client port",
             ),
         }
     }
 }
 
-/// The tower layer that enforces [`required`] in front of every service.
+/// The policy that enforces [`required`] in front of the client port's services (as a tower
+/// layer: `GateLayer<AuthPolicy>`, see `security/mod.rs`).
 #[derive(Clone, Debug, Default)]
-pub struct AuthLayer {
-    /// `None`: client calls are not checked.
+pub struct AuthPolicy {
+    /// `None`: client calls are not checked (loopback, or `--insecure`; see `config.rs`).
     pub tokens: Option<Arc<Authenticator>>,
-    /// Raft's RPCs need a verified node certificate (the node serves TLS).
-    pub peers_need_certificate: bool,
 }
 
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            policy: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct AuthService<S> {
-    inner: S,
-    policy: AuthLayer,
-}
-
-impl AuthLayer {
+impl AuthPolicy {
     fn check<B>(&self, request: &http::Request<B>) -> Result<(), Refusal> {
         match required(request.uri().path()) {
             Caller::Unknown => Ok(()),
-            Caller::Peer => {
-                if self.peers_need_certificate && !super::has_verified_peer_certificate(request) {
-                    Err(Refusal::NotAPeer)
-                } else {
-                    Ok(())
-                }
-            }
+            Caller::Peer => Err(Refusal::PeerCallOnClientPort),
             Caller::Client(role) => match &self.tokens {
                 None => Ok(()),
                 Some(tokens) => tokens.check(request.headers(), role).map(|_| ()),
@@ -326,39 +327,21 @@ impl AuthLayer {
     }
 }
 
-impl<S, B, R> tower_service::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    R: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.policy.check(&request) {
-            Ok(()) => Box::pin(self.inner.call(request)),
-            Err(refusal) => {
-                let method = request.uri().path().to_string();
-                if should_log_refusal() {
-                    let peer = super::remote_addr(&request);
-                    match &refusal {
-                        Refusal::PermissionDenied { name, .. } => {
-                            tracing::warn!(%method, ?peer, token = %name, "call refused: role too low")
-                        }
-                        other => tracing::warn!(%method, ?peer, reason = ?other, "call refused"),
+impl super::Gate for AuthPolicy {
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<(), Status> {
+        self.check(request).map_err(|refusal| {
+            let method = request.uri().path();
+            if should_log_refusal() {
+                let peer = super::remote_addr(request);
+                match &refusal {
+                    Refusal::PermissionDenied { name, .. } => {
+                        tracing::warn!(%method, ?peer, token = %name, "call refused: role too low")
                     }
+                    other => tracing::warn!(%method, ?peer, reason = ?other, "call refused"),
                 }
-                let response = refusal.into_status(&method).into_http();
-                Box::pin(async move { Ok(response) })
             }
-        }
+            refusal.into_status(method)
+        })
     }
 }
 
@@ -373,11 +356,19 @@ mod tests {
                     name: "reader".into(),
                     role: Role::Read,
                     sha256: token_sha256("r-secret"),
+                    expires_unix: None,
                 },
                 TokenEntry {
                     name: "ops".into(),
                     role: Role::Admin,
                     sha256: token_sha256("a-secret"),
+                    expires_unix: None,
+                },
+                TokenEntry {
+                    name: "contractor".into(),
+                    role: Role::Write,
+                    sha256: token_sha256("c-secret"),
+                    expires_unix: Some(1_000),
                 },
             ],
         })
@@ -404,7 +395,8 @@ mod tests {
         );
         assert_eq!(
             required("/ledger.v1.Ledger/SomethingNew"),
-            Caller::Client(Role::Write)
+            Caller::Client(Role::Admin),
+            "a method missing from the table needs admin"
         );
         assert_eq!(
             required("/ledger.admin.Admin/Status"),
@@ -426,6 +418,56 @@ mod tests {
         );
         assert_eq!(known_method("/ledger.v1.Ledger/MadeUp"), None);
         assert_eq!(known_method("/ledger.v1.Ledger/CreateTransfersX"), None);
+    }
+
+    /// The `rpc` names of each service in a `.proto` file.
+    fn proto_methods(proto: &str) -> Vec<(String, String)> {
+        let mut service = String::new();
+        let mut methods = Vec::new();
+        for line in proto.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.trim_end_matches('{').trim().to_string();
+            } else if let Some(rest) = line.strip_prefix("rpc ") {
+                let name = rest.split('(').next().unwrap_or_default().trim();
+                methods.push((service.clone(), name.to_string()));
+            }
+        }
+        methods
+    }
+
+    #[test]
+    fn every_method_of_every_service_is_in_the_role_table() {
+        let protos = [
+            include_str!("../../../ledger-client/proto/ledger.proto"),
+            include_str!("../../../ledger-client/proto/admin.proto"),
+            include_str!("../../../ledger-client/proto/raft.proto"),
+        ];
+        let declared: Vec<(String, String)> =
+            protos.iter().flat_map(|p| proto_methods(p)).collect();
+        assert!(
+            declared.len() >= 20,
+            "the .proto files were read: {declared:?}"
+        );
+        for (service, method) in &declared {
+            assert!(
+                METHODS
+                    .iter()
+                    .any(|(_, s, m, _)| s == service && m == method),
+                "{service}.{method} is not in auth::METHODS: give it a role there"
+            );
+        }
+        for (_, service, method, _) in METHODS {
+            assert!(
+                declared.iter().any(|(s, m)| s == service && m == method),
+                "auth::METHODS lists {service}.{method}, which no .proto declares"
+            );
+        }
+        assert!(
+            proto_methods("service Admin {\n  rpc Brand(X) returns (Y);\n}")
+                .iter()
+                .all(|(s, m)| !METHODS.iter().any(|(_, ts, tm, _)| ts == s && tm == m)),
+            "a method missing from the table would be caught"
+        );
     }
 
     #[test]
@@ -459,6 +501,15 @@ mod tests {
             auth.check(&headers(Some("Basic r-secret")), Role::Read),
             Err(Refusal::Unauthenticated(_))
         ));
+        let contractor = headers(Some("Bearer c-secret"));
+        assert_eq!(
+            auth.check_at(&contractor, Role::Write, 999),
+            Ok("contractor")
+        );
+        assert_eq!(
+            auth.check_at(&contractor, Role::Read, 1_000),
+            Err(Refusal::Unauthenticated("expired token"))
+        );
     }
 
     #[test]
@@ -480,6 +531,7 @@ mod tests {
                 name: "x".into(),
                 role: Role::Read,
                 sha256: "abc".into(),
+                expires_unix: None,
             }],
         };
         assert!(Authenticator::from_file(bad_hash).is_err());
@@ -490,11 +542,13 @@ mod tests {
                     name: "a".into(),
                     role: Role::Read,
                     sha256: token_sha256("t"),
+                    expires_unix: None,
                 },
                 TokenEntry {
                     name: "b".into(),
                     role: Role::Write,
                     sha256: token_sha256("t"),
+                    expires_unix: None,
                 },
             ],
         };

@@ -94,6 +94,12 @@ impl TlsSettings {
             .timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS))
     }
 
+    /// The server side of the peer port: as [`Self::server_config`], but a client
+    /// certificate from the cluster CA is required in the handshake (mutual TLS).
+    pub fn peer_server_config(&self) -> ServerTlsConfig {
+        self.server_config().client_auth_optional(false)
+    }
+
     /// The peer side: trusts only the cluster CA and presents this node's certificate.
     pub fn peer_client_config(&self) -> ClientTlsConfig {
         ClientTlsConfig::new()

@@ -35,7 +35,7 @@ const CHUNK_RECORDS_LZ4: u8 = 4;
 /// Receives each record of a snapshot: its table, key and value bytes.
 type RecordVisitor<'a> = dyn FnMut(Table, &[u8], &[u8]) + 'a;
 
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, crate::raft::types::LedgerNode>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotFileError {

@@ -32,6 +32,18 @@ impl Harness {
         Self { cluster, dir }
     }
 
+    /// The peer secret the cluster's nodes authenticate each other with.
+    pub fn peer_secret(&self) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(ledger_client::local_cluster::PEER_SECRET_FILE),
+        )
+        .expect("peer secret")
+        .trim()
+        .to_string()
+    }
+
     pub fn endpoint(&self, id: u64) -> String {
         format!("http://{}", self.cluster.grpc_addr(id))
     }

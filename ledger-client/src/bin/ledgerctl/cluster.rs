@@ -2,7 +2,8 @@
 
 use ledger_client::proto::admin::admin_client::AdminClient;
 use ledger_client::proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, StatusRequest, StatusResponse, VerifyRequest,
+    AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, StatusRequest, StatusResponse,
+    VerifyRequest,
 };
 use serde_json::json;
 
@@ -148,10 +149,50 @@ pub async fn members(endpoints: &[String], json_out: bool) -> Result<(), String>
     Ok(())
 }
 
+/// Parses `ID=CLIENT_HOST:PORT,PEER_HOST:PORT`.
+pub fn parse_member(s: &str) -> Result<Member, String> {
+    let usage = || format!("member '{s}' is not ID=CLIENT_HOST:PORT,PEER_HOST:PORT");
+    let (id, addrs) = s.split_once('=').ok_or_else(usage)?;
+    let (address, peer_address) = addrs.split_once(',').ok_or_else(usage)?;
+    let node_id: u64 = id.parse().map_err(|_| usage())?;
+    if node_id == 0 || !address.contains(':') || !peer_address.contains(':') {
+        return Err(usage());
+    }
+    Ok(Member {
+        node_id,
+        address: address.to_string(),
+        peer_address: peer_address.to_string(),
+    })
+}
+
+/// Bootstraps a new cluster on the first endpoint.
+pub async fn init(endpoints: &[String], members: &[String], json_out: bool) -> Result<(), String> {
+    let members = members
+        .iter()
+        .map(|m| parse_member(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let endpoint = endpoints.first().ok_or("--endpoints is empty")?;
+    admin(endpoint)
+        .await?
+        .init(InitRequest {
+            members: members.clone(),
+        })
+        .await
+        .map_err(|s| format!("{endpoint}: {}", s.message()))?;
+    let ids: Vec<u64> = members.iter().map(|m| m.node_id).collect();
+    if json_out {
+        println!("{}", json!({"initialized": endpoint, "voters": ids}));
+    } else {
+        println!("cluster initialized on {endpoint} with voters {ids:?}");
+    }
+    Ok(())
+}
+
 pub async fn add_learner(
     endpoints: &[String],
     node_id: u64,
     address: String,
+    peer_address: String,
     json_out: bool,
 ) -> Result<(), String> {
     let leader = leader_endpoint(endpoints).await?;
@@ -161,6 +202,7 @@ pub async fn add_learner(
             node_id,
             address,
             blocking: true,
+            peer_address,
         })
         .await
         .map_err(|s| s.message().to_string())?

@@ -121,9 +121,18 @@ fn new_token() -> String {
     format!("ldg_{hex}")
 }
 
-/// Makes a token for `name` with `role`, adds it to `auth_file` (created if missing) and
-/// prints the token.
-pub fn token(name: &str, role: &str, auth_file: &Path, json_out: bool) -> Result<(), String> {
+/// Makes a token for `name` with `role`, valid for `valid_days` (or for ever), adds it to
+/// `auth_file` (created if missing) and prints the token.
+pub fn token(
+    name: &str,
+    role: &str,
+    auth_file: &Path,
+    valid_days: Option<u64>,
+    json_out: bool,
+) -> Result<(), String> {
+    if valid_days == Some(0) {
+        return Err("--valid-days must be 1 or more".into());
+    }
     if !ROLES.contains(&role) {
         return Err(format!("--role must be one of {}", ROLES.join(", ")));
     }
@@ -148,9 +157,16 @@ pub fn token(name: &str, role: &str, auth_file: &Path, json_out: bool) -> Result
         ));
     }
     let token = new_token();
-    tokens.push(
-        json!({"name": name, "role": role, "sha256": ledger_client::client::token_sha256(&token)}),
-    );
+    let mut entry =
+        json!({"name": name, "role": role, "sha256": ledger_client::client::token_sha256(&token)});
+    if let Some(days) = valid_days {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        entry["expires_unix"] = json!(now.saturating_add(days.saturating_mul(86_400)));
+    }
+    tokens.push(entry);
     let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
     // A new owner-only file renamed over the old one: readers never see half a file, and the
     // mode is 0600 whatever the old file's was.

@@ -126,6 +126,13 @@ enum Commands {
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
+    /// Write a random peer secret to FILE (mode 0600), for --peer-secret-file on every node
+    /// of a cluster that runs without TLS (docs/security.md).
+    PeerSecret {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Make an access token with a role, add it to the server's auth file, print it once.
     Token {
         #[arg(long)]
@@ -133,8 +140,13 @@ enum Commands {
         /// read, write or admin.
         #[arg(long)]
         role: String,
+        /// The server's auth file (created if missing).
         #[arg(long)]
         auth_file: PathBuf,
+        /// The token expires after this many days (default: never). Nodes refuse an expired
+        /// token with UNAUTHENTICATED.
+        #[arg(long)]
+        valid_days: Option<u64>,
     },
     /// A local cluster of ledger-server processes for development.
     Local {
@@ -149,13 +161,24 @@ enum ClusterCommands {
     Status,
     /// Voters and learners.
     Members,
+    /// Bootstrap a new cluster once, on the one node named by --endpoints, with these voters
+    /// (every node started without --init); refused by a node that is initialized already.
+    Init {
+        /// A voter: ID=CLIENT_HOST:PORT,PEER_HOST:PORT (its client and peer ports). Repeat
+        /// for each.
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+    },
     /// Add a node (started empty, without --init) as a learner and wait until it caught up.
     AddLearner {
         #[arg(long)]
         node_id: u64,
-        /// HOST:PORT of its gRPC server.
+        /// HOST:PORT of its client port (--advertise-addr).
         #[arg(long)]
         address: String,
+        /// HOST:PORT of its peer port (--advertise-peer-addr).
+        #[arg(long)]
+        peer_address: String,
     },
     /// Make a learner a voter.
     Promote {
@@ -382,8 +405,8 @@ enum LocalCommands {
         nodes: u64,
         #[arg(long)]
         dir: PathBuf,
-        /// Use fixed ports from here (node i: gRPC base+2(i-1), HTTP base+2(i-1)+1); free ports
-        /// are chosen otherwise.
+        /// Use fixed ports from here (node i: gRPC base+3(i-1), HTTP base+3(i-1)+1, peer
+        /// base+3(i-1)+2); free ports are chosen otherwise.
         #[arg(long)]
         base_port: Option<u16>,
         /// The ledger-server binary (default: next to this ledgerctl).
@@ -463,8 +486,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 match command {
                     ClusterCommands::Status => cluster::status(&endpoints, json).await,
                     ClusterCommands::Members => cluster::members(&endpoints, json).await,
-                    ClusterCommands::AddLearner { node_id, address } => {
-                        cluster::add_learner(&endpoints, node_id, address, json).await
+                    ClusterCommands::Init { members } => {
+                        cluster::init(&endpoints, &members, json).await
+                    }
+                    ClusterCommands::AddLearner {
+                        node_id,
+                        address,
+                        peer_address,
+                    } => {
+                        cluster::add_learner(&endpoints, node_id, address, peer_address, json).await
                     }
                     ClusterCommands::Promote { node_id } => {
                         cluster::change_voters(&endpoints, Some(node_id), None, json).await
@@ -484,11 +514,27 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Commands::Local { command } => local(command, cli.json),
         Commands::Certs { out, nodes, hosts } => credentials::certs(&out, nodes, &hosts, cli.json),
+        Commands::PeerSecret { out } => {
+            ledger_client::local_cluster::write_peer_secret(&out)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "peer_secret_file": out }));
+            } else {
+                println!(
+                    "peer secret written to {} (mode 0600): give every node \
+                     --peer-secret-file {}",
+                    out.display(),
+                    out.display()
+                );
+            }
+            Ok(())
+        }
         Commands::Token {
             name,
             role,
             auth_file,
-        } => credentials::token(&name, &role, &auth_file, cli.json),
+            valid_days,
+        } => credentials::token(&name, &role, &auth_file, valid_days, cli.json),
         Commands::Backup { out } => {
             let json = cli.json;
             block_on(Box::pin(async move {
@@ -781,14 +827,18 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
                 );
             } else {
                 println!("cluster of {nodes} nodes is up in {}", dir.display());
-                println!("{:<6} {:<28} {:<28} {:>8}", "node", "grpc", "http", "pid");
+                println!(
+                    "{:<6} {:<28} {:<28} {:<22} {:>8}",
+                    "node", "grpc", "http", "peer", "pid"
+                );
                 for n in &cluster.nodes {
                     let a = n.addrs.expect("started nodes report addresses");
                     println!(
-                        "{:<6} {:<28} {:<28} {:>8}",
+                        "{:<6} {:<28} {:<28} {:<22} {:>8}",
                         n.id,
                         format!("http://{}", a.grpc),
                         format!("http://{}", a.http),
+                        a.peer,
                         n.pid.unwrap_or(0)
                     );
                 }
