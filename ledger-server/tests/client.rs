@@ -272,3 +272,144 @@ async fn nothing_reachable_is_a_definite_failure_and_bad_input_is_refused_locall
         Err(Error::Config(_))
     ));
 }
+
+/// Writes an auth file holding one write token per name given.
+fn auth_file(path: &std::path::Path, tokens: &[(&str, &str)]) {
+    let entries: Vec<serde_json::Value> = tokens
+        .iter()
+        .map(|(name, token)| {
+            serde_json::json!({
+                "name": name, "role": "write",
+                "sha256": ledger_client::client::token_sha256(token)
+            })
+        })
+        .collect();
+    std::fs::write(path, serde_json::json!({ "tokens": entries }).to_string()).expect("auth file");
+}
+
+/// The node that reports itself leader, asked with `credentials`.
+async fn leader_with(h: &Harness, credentials: &ledger_client::Credentials) -> u64 {
+    use ledger_client::proto::admin::{admin_client::AdminClient, StatusRequest};
+    let deadline = std::time::Instant::now() + support::READY_TIMEOUT;
+    loop {
+        for node in &h.cluster.nodes {
+            let Ok(channel) = credentials
+                .channel(&h.endpoint(node.id), Duration::from_secs(1))
+                .await
+            else {
+                continue;
+            };
+            let status = tokio::time::timeout(
+                Duration::from_secs(2),
+                AdminClient::new(channel).status(StatusRequest {}),
+            )
+            .await;
+            if let Ok(Ok(s)) = status {
+                let s = s.into_inner();
+                if s.state == "Leader" && s.leader_id == node.id {
+                    return node.id;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_refused_after_an_ambiguous_attempt_is_an_unknown_outcome() {
+    // A token rollout under way: the token is in every node's auth file but one.
+    const TOKEN: &str = "ldg_rolled_out_to_two_nodes_of_three";
+    const OTHER: &str = "ldg_on_every_node";
+    let files = tempfile::tempdir().expect("temp dir");
+    let path = |id: u64| files.path().join(format!("auth-{id}.json"));
+    for id in 1..=3 {
+        auth_file(&path(id), &[("service", TOKEN), ("ops", OTHER)]);
+    }
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = ledger_client::local_cluster::NodeOptions {
+        node_args: (1..=3)
+            .map(|id| {
+                (
+                    id,
+                    vec!["--auth-file".into(), path(id).display().to_string()],
+                )
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let cluster =
+        ledger_client::local_cluster::LocalCluster::start(&binary, dir.path(), 3, options)
+            .expect("cluster");
+    cluster.wait_ready(support::READY_TIMEOUT).expect("ready");
+    let h = Harness { cluster, dir };
+    let everywhere = ledger_client::Credentials::new()
+        .with_token(OTHER)
+        .expect("token");
+    let admin_view = client_of(h.cluster.endpoints(), |c| {
+        c.credentials = everywhere.clone();
+    })
+    .await;
+    open_accounts(&admin_view).await;
+    // Node B does not know the service's token yet (it restarts with the older file).
+    let leader = leader_with(&h, &everywhere).await;
+    let b = (1..=3).find(|id| *id != leader).expect("a follower");
+    auth_file(&path(b), &[("ops", OTHER)]);
+    let mut h = h;
+    h.cluster.kill(b).expect("stop B");
+    h.cluster.restart(b).expect("restart B");
+    h.cluster.wait_ready(support::READY_TIMEOUT).expect("ready");
+    assert_eq!(
+        leader_with(&h, &everywhere).await,
+        leader,
+        "the leader stayed"
+    );
+
+    let service = client_of(vec![h.endpoint(leader), h.endpoint(b)], |c| {
+        c.credentials = ledger_client::Credentials::new()
+            .with_token(TOKEN)
+            .expect("token");
+        c.attempt_timeout = Duration::from_millis(300);
+        c.deadline = Duration::from_secs(3);
+    })
+    .await;
+    // The service's connection to the leader is open and its token works there.
+    service
+        .lookup_accounts(&[BANK])
+        .await
+        .expect("the leader knows the token");
+    // The leader stalls with the transfer in its socket: the first attempt gets no answer (it
+    // may or may not be applied once the leader runs again); the retry reaches B, which
+    // refuses the token.
+    h.cluster
+        .signal(leader, "STOP")
+        .expect("SIGSTOP the leader");
+    let outcome = service.create_transfer(transfer(77, BANK, PLAYER, 5)).await;
+    h.cluster
+        .signal(leader, "CONT")
+        .expect("SIGCONT the leader");
+    match &outcome {
+        Err(Error::OutcomeUnknown { last_error, .. }) => {
+            assert!(last_error.contains("UNAUTHENTICATED"), "{last_error}")
+        }
+        other => panic!("a refusal after an unanswered attempt must be unknown: {other:?}"),
+    }
+    // The application learns the outcome the documented way: the same id again, where the
+    // token is known. It is applied exactly once, whatever the first attempt did.
+    let resolved = client_of(h.cluster.endpoints(), |c| {
+        c.credentials = everywhere.clone()
+    })
+    .await
+    .create_transfer(transfer(77, BANK, PLAYER, 5))
+    .await
+    .expect("resolved");
+    assert!(
+        matches!(resolved, TransferResult::Created | TransferResult::Exists),
+        "{resolved:?}"
+    );
+    let found = admin_view.lookup_transfers(&[77]).await.expect("lookup");
+    assert_eq!(found.len(), 1, "the transfer exists");
+    let player = admin_view.lookup_accounts(&[PLAYER]).await.expect("lookup")[0];
+    assert_eq!(player.credits_posted, 5, "applied once");
+}

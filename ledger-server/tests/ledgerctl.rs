@@ -62,6 +62,7 @@ fn local_cluster_status_bench_verify_and_down() {
         "{status}"
     );
 
+    // The bench's accounts are its own (1..=100 and its bank).
     let bench = run_json(
         &[
             "bench",
@@ -323,4 +324,66 @@ fn data_commands_accounts_transfers_history_bets_and_the_example_program() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("settled: 10 bets won, 10 lost"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_and_a_bench_right_after_the_leader_is_killed_succeed() {
+    let mut h = support::Harness::start(3, &[]);
+    let endpoints = h.cluster.endpoints().join(",");
+    run_json(
+        &[
+            "account", "create", "--id", "5001", "--ledger", "1", "--code", "1",
+        ],
+        Some(&endpoints),
+    );
+    run_json(
+        &[
+            "account", "create", "--id", "5002", "--ledger", "1", "--code", "1",
+        ],
+        Some(&endpoints),
+    );
+    let leader = h.leader().await;
+    h.cluster.kill(leader).expect("kill the leader");
+    // At once, with every endpoint (the dead one first or not): the others still name the dead
+    // node as leader for about a second; both commands must wait for the new leader.
+    let started = std::time::Instant::now();
+    // The bench's accounts are its own (1..=100 and its bank).
+    let bench = run_json(
+        &[
+            "bench",
+            "--accounts",
+            "100",
+            "--clients",
+            "4",
+            "--seconds",
+            "2",
+        ],
+        Some(&endpoints),
+    );
+    assert!(bench["ops"].as_u64().is_some_and(|n| n > 0), "{bench}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the bench finished within its deadline"
+    );
+    // Again for a single write: the node comes back, the new leader is killed, a write follows
+    // at once.
+    h.cluster.restart(leader).expect("restart");
+    h.cluster
+        .wait_ready(support::READY_TIMEOUT)
+        .expect("ready again");
+    let leader = h.leader().await;
+    h.cluster.kill(leader).expect("kill the new leader");
+    let started = std::time::Instant::now();
+    let write = run_json(
+        &[
+            "transfer", "create", "--id", "10", "--debit", "5001", "--credit", "5002", "--amount",
+            "5",
+        ],
+        Some(&endpoints),
+    );
+    assert_eq!(write["results"][0]["result"], "created", "{write}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the write finished within its deadline"
+    );
 }

@@ -172,12 +172,34 @@ impl Router {
                 Err(_) => Failure::Ambiguous(format!("no answer within {budget:?}")),
             };
             match failure {
+                // Once an attempt may have been applied, a later refusal says nothing about
+                // that attempt: another node may refuse what the first one took (a token not
+                // yet rolled out to every node, a version skew). The answer stays "unknown".
+                Failure::Fatal(error) if after_ambiguous => {
+                    return Err(Error::OutcomeUnknown {
+                        attempts,
+                        elapsed: started.elapsed(),
+                        last_error: format!("a retry was refused ({error}) after an earlier attempt may have been applied ({last_error})"),
+                    });
+                }
                 Failure::Fatal(error) => return Err(error),
                 Failure::NotLeader {
                     leader_address: Some(address),
                 } => {
                     last_error = format!("not the leader; leader is {address}");
-                    let leader = self.follow_hint(&address)?;
+                    let leader = match self.follow_hint(&address) {
+                        Ok(leader) => leader,
+                        Err(error) if after_ambiguous => {
+                            return Err(Error::OutcomeUnknown {
+                                attempts,
+                                elapsed: started.elapsed(),
+                                last_error: format!(
+                                    "{last_error}, which cannot be reached: {error}"
+                                ),
+                            });
+                        }
+                        Err(error) => return Err(error),
+                    };
                     // Follow a fresh hint at once; a hint pointing back at the same node (or a
                     // second hint in a row) means leadership is moving: pause first.
                     if leader != index && !followed_hint {
@@ -213,6 +235,62 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    fn router() -> Router {
+        let mut config = ClientConfig::new(vec![
+            "http://127.0.0.1:1".to_string(),
+            "http://127.0.0.1:2".to_string(),
+        ]);
+        config.backoff_min = Duration::from_millis(1);
+        config.backoff_max = Duration::from_millis(2);
+        Router::new(config).expect("router")
+    }
+
+    /// Runs a call whose attempts answer `answers` in turn (the last one repeats).
+    async fn call(answers: Vec<tonic::Status>) -> Result<(), Error> {
+        let router = router();
+        let n = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        router
+            .call(deadline, Target::Leader, |_channel| {
+                let i = n.fetch_add(1, Ordering::Relaxed) as usize;
+                let answer = answers[i.min(answers.len() - 1)].clone();
+                async move { Err::<(), _>(answer) }
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_refusal_after_an_ambiguous_attempt_is_an_unknown_outcome() {
+        // Attempt 1 may have been applied (its answer was lost); the retry reaches a node that
+        // refuses the token. "Nothing applied" would be a lie: the first attempt may have.
+        for refusal in [
+            tonic::Status::unauthenticated("LEDGER_UNAUTHENTICATED: unknown token"),
+            tonic::Status::permission_denied("LEDGER_PERMISSION_DENIED: role"),
+            tonic::Status::invalid_argument("LEDGER_INVALID_ARGUMENT: version skew"),
+            tonic::Status::unimplemented("unknown method"),
+        ] {
+            let outcome = call(vec![
+                tonic::Status::deadline_exceeded("LEDGER_OUTCOME_UNKNOWN: proposed"),
+                refusal.clone(),
+            ])
+            .await;
+            match outcome {
+                Err(Error::OutcomeUnknown { last_error, .. }) => {
+                    assert!(last_error.contains(refusal.message()), "{last_error}")
+                }
+                other => panic!("{refusal:?} after an ambiguous attempt gave {other:?}"),
+            }
+        }
+        // Without an earlier ambiguous attempt, the same refusal is definite.
+        let outcome = call(vec![tonic::Status::unauthenticated("unknown token")]).await;
+        assert!(
+            matches!(outcome, Err(Error::Unauthenticated(_))),
+            "{outcome:?}"
+        );
+    }
 
     #[test]
     fn authority_strips_scheme_and_slash() {

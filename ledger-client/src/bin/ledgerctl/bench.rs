@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_client::proto::admin::StatusRequest;
 use ledger_client::proto::ledger as pb;
 use ledger_client::proto::ledger::ledger_client::LedgerClient;
 use ledger_client::AuthChannel;
@@ -60,20 +59,46 @@ pub fn random_transfer(rng: &mut StdRng, id: u128, accounts: u128) -> pb::Transf
 }
 
 /// Finds the leader's endpoint by asking every node.
+/// How long to look for a leader: an election after a leader's crash takes one lease plus one
+/// election timeout (about 1.2 s), so this outlasts several, as a service calling right after
+/// a crash must.
+pub const FIND_LEADER_TIMEOUT_MS: u64 = 10_000;
+/// The pause between two rounds over the endpoints while no leader answers.
+const FIND_LEADER_RETRY_MS: u64 = 100;
+
+/// The client endpoint of the leader, confirmed by the leader itself: right after a leader
+/// dies, the others still name it until they elect another, so a name alone is not enough.
+/// Waits up to [`FIND_LEADER_TIMEOUT_MS`] for one.
 pub async fn find_leader(endpoints: &[String]) -> Result<String, String> {
-    for endpoint in endpoints {
-        let Ok(mut admin) = crate::connect::admin(endpoint).await else {
-            continue;
-        };
-        let Ok(status) = admin.status(StatusRequest {}).await else {
-            continue;
-        };
-        let status = status.into_inner();
-        if status.has_leader && !status.leader_address.is_empty() {
-            return Ok(crate::connect::uri(&status.leader_address));
+    let deadline = Instant::now() + Duration::from_millis(FIND_LEADER_TIMEOUT_MS);
+    let mut last = String::from("no endpoint");
+    loop {
+        for endpoint in endpoints {
+            let named = match crate::cluster::status_of(endpoint).await {
+                Ok(s) if s.has_leader && !s.leader_address.is_empty() => s.leader_address,
+                Ok(_) => {
+                    last = format!("{endpoint} knows no leader (election under way)");
+                    continue;
+                }
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let leader = crate::connect::uri(&named);
+            match crate::cluster::status_of(&leader).await {
+                Ok(s) if s.state == "Leader" => return Ok(leader),
+                Ok(s) => last = format!("{leader}, named by {endpoint}, is {}", s.state),
+                Err(e) => last = format!("{leader}, named by {endpoint}, does not answer: {e}"),
+            }
         }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no leader answered within {FIND_LEADER_TIMEOUT_MS} ms among {endpoints:?}: {last}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(FIND_LEADER_RETRY_MS)).await;
     }
-    Err(format!("no node of {endpoints:?} knows a leader"))
 }
 
 fn id(v: u128) -> Option<pb::U128> {

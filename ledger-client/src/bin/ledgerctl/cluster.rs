@@ -15,13 +15,27 @@ async fn admin(endpoint: &str) -> Result<AdminClient<ledger_client::AuthChannel>
     crate::connect::admin(endpoint).await
 }
 
-async fn status_of(endpoint: &str) -> Result<StatusResponse, String> {
-    admin(endpoint)
-        .await?
-        .status(StatusRequest {})
+/// How long one node may take to answer `Status`: a stopped (SIGSTOP) node accepts the
+/// connection and never answers, and must not hold up a status of the others.
+pub const STATUS_TIMEOUT_MS: u64 = 3_000;
+
+/// `Status` of one node, within [`STATUS_TIMEOUT_MS`].
+pub async fn status_of(endpoint: &str) -> Result<StatusResponse, String> {
+    let call = async {
+        admin(endpoint)
+            .await?
+            .status(StatusRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| format!("{endpoint}: {}", s.message()))
+    };
+    tokio::time::timeout(std::time::Duration::from_millis(STATUS_TIMEOUT_MS), call)
         .await
-        .map(|r| r.into_inner())
-        .map_err(|s| format!("{endpoint}: {}", s.message()))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{endpoint}: no answer within {STATUS_TIMEOUT_MS} ms"
+            ))
+        })
 }
 
 /// The leader's endpoint, as any reachable node knows it.
