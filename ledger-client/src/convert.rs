@@ -33,11 +33,11 @@ fn u16_field(value: u32, path: &str, field: &str) -> Result<u16, FieldError> {
     u16::try_from(value).map_err(|_| error(path, field, format!("{value} does not fit in 16 bits")))
 }
 
-fn id_field(value: &Option<pb::U128>, path: &str, field: &str) -> Result<u128, FieldError> {
-    match u128_of(value) {
-        0 => Err(error(path, field, "must be set and not 0")),
-        id => Ok(id),
-    }
+/// An event's own id. Zero is not refused here: it is the event's problem, not the request's,
+/// and the state machine answers it with a result code of its own (`id_must_not_be_zero` and
+/// kin), so that the other events of the request, other callers' among them, get theirs.
+fn id_field(value: &Option<pb::U128>) -> u128 {
+    u128_of(value)
 }
 
 fn u128_pb(value: u128) -> Option<pb::U128> {
@@ -46,7 +46,7 @@ fn u128_pb(value: u128) -> Option<pb::U128> {
 
 pub fn account_from_pb(a: &pb::Account, path: &str) -> Result<Account, FieldError> {
     Ok(Account {
-        id: id_field(&a.id, path, "id")?,
+        id: id_field(&a.id),
         debits_pending: u128_of(&a.debits_pending),
         debits_posted: u128_of(&a.debits_posted),
         credits_pending: u128_of(&a.credits_pending),
@@ -80,7 +80,7 @@ pub fn account_to_pb(a: &Account) -> pb::Account {
 
 pub fn transfer_from_pb(t: &pb::Transfer, path: &str) -> Result<Transfer, FieldError> {
     Ok(Transfer {
-        id: id_field(&t.id, path, "id")?,
+        id: id_field(&t.id),
         debit_account_id: u128_of(&t.debit_account_id),
         credit_account_id: u128_of(&t.credit_account_id),
         amount: u128_of(&t.amount),
@@ -114,9 +114,9 @@ pub fn transfer_to_pb(t: &Transfer) -> pb::Transfer {
     }
 }
 
-pub fn new_market_from_pb(m: &pb::NewMarket, path: &str) -> Result<NewMarket, FieldError> {
+pub fn new_market_from_pb(m: &pb::NewMarket, _path: &str) -> Result<NewMarket, FieldError> {
     Ok(NewMarket {
-        id: id_field(&m.id, path, "id")?,
+        id: id_field(&m.id),
         house_account_id: u128_of(&m.house_account_id),
         liability_limit: u128_of(&m.liability_limit),
         user_data_128: u128_of(&m.user_data_128),
@@ -173,7 +173,7 @@ pub fn market_from_pb(m: &pb::Market) -> Result<Market, FieldError> {
 
 pub fn new_bet_from_pb(b: &pb::NewBet, path: &str) -> Result<NewBet, FieldError> {
     Ok(NewBet {
-        id: id_field(&b.id, path, "id")?,
+        id: id_field(&b.id),
         player_account_id: u128_of(&b.player_account_id),
         market_id: u128_of(&b.market_id),
         selection_id: b.selection_id,
@@ -265,7 +265,7 @@ pub fn bet_from_pb(b: &pb::Bet) -> Result<Bet, FieldError> {
 
 pub fn settlement_from_pb(s: &pb::Settlement, path: &str) -> Result<Settlement, FieldError> {
     Ok(Settlement {
-        id: id_field(&s.id, path, "id")?,
+        id: id_field(&s.id),
         market_id: u128_of(&s.market_id),
         winning_selection_ids: s.winning_selection_ids.clone(),
         void_selection_ids: s.void_selection_ids.clone(),
@@ -298,7 +298,7 @@ pub fn bet_action_from_pb(a: &pb::BetAction, path: &str) -> Result<BetAction, Fi
         }
     };
     Ok(BetAction {
-        bet_id: id_field(&a.bet_id, path, "bet_id")?,
+        bet_id: id_field(&a.bet_id),
         kind,
         amount: u128_of(&a.amount),
     })

@@ -413,3 +413,52 @@ async fn a_retry_refused_after_an_ambiguous_attempt_is_an_unknown_outcome() {
     let player = admin_view.lookup_accounts(&[PLAYER]).await.expect("lookup")[0];
     assert_eq!(player.credits_posted, 5, "applied once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_with_id_zero_gets_its_own_result_and_the_others_theirs() {
+    let h = Harness::start(1, &[]);
+    let client = client_of(h.cluster.endpoints(), |_| {}).await;
+    open_accounts(&client).await;
+    // One request, as a service in another language would send it: the bad event gets
+    // `id_must_not_be_zero`, the good one is created.
+    let mut grpc = h.ledger(1).await;
+    let written = grpc
+        .create_transfers(ledger_client::proto::ledger::CreateTransfersRequest {
+            transfers: vec![
+                support::transfer(80, BANK, PLAYER, 3),
+                support::transfer(0, BANK, PLAYER, 3),
+            ],
+            request_id: String::new(),
+        })
+        .await
+        .expect("a request with one bad event is answered per event")
+        .into_inner();
+    assert_eq!(
+        written.results,
+        vec![
+            TransferResult::Created as u32,
+            TransferResult::IdMustNotBeZero as u32
+        ]
+    );
+    // Concurrent callers of one client, coalesced or not: each gets its own result.
+    let calls = (0..16u128).map(|i| {
+        let client = client.clone();
+        let id = if i == 5 { 0 } else { 100 + i };
+        async move {
+            (
+                id,
+                client.create_transfer(transfer(id, BANK, PLAYER, 1)).await,
+            )
+        }
+    });
+    for (id, outcome) in futures::future::join_all(calls).await {
+        let expected = if id == 0 {
+            TransferResult::IdMustNotBeZero
+        } else {
+            TransferResult::Created
+        };
+        assert_eq!(outcome, Ok(expected), "transfer {id}");
+    }
+    let player = client.lookup_accounts(&[PLAYER]).await.expect("lookup")[0];
+    assert_eq!(player.credits_posted, 3 + 15);
+}

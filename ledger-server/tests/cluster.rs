@@ -61,16 +61,16 @@ async fn writes_through_the_leader_are_readable_on_every_node_and_followers_hint
         .expect_err("linearizable read on a follower");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
 
-    // Bad input is refused whole, naming the field.
-    let bad = create_transfers(
-        &mut client,
-        vec![transfer(12, 1, 2, 5), transfer(0, 1, 2, 5)],
-    )
-    .await
-    .expect_err("id 0 is invalid");
+    // A request that does not fit the wire format is refused whole, naming the field (a code
+    // is 16 bits).
+    let mut too_wide = transfer(0, 1, 2, 5);
+    too_wide.code = 70_000;
+    let bad = create_transfers(&mut client, vec![transfer(12, 1, 2, 5), too_wide])
+        .await
+        .expect_err("a 17-bit code is invalid");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(
-        bad.message().contains("transfers[1].id"),
+        bad.message().contains("transfers[1].code"),
         "{}",
         bad.message()
     );

@@ -10,6 +10,10 @@
 //! A call whose events end in an open linked chain (last event with the `linked` flag) is put
 //! last in its request, so its chain cannot run on into another caller's events: it gets
 //! `linked_event_chain_open`, exactly as if it had been sent alone.
+//!
+//! A request of several calls that the server refuses as a whole (`INVALID_ARGUMENT`: nothing
+//! of it was applied) is sent again one call at a time, so that one caller's bad event fails
+//! that caller alone and the others get their own results.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -183,14 +187,45 @@ async fn run<P: Clone + Send + Sync + 'static>(
     }
 }
 
-/// Sends one coalesced request and hands each call its slice of the results.
+/// Sends one coalesced request and hands each call its slice of the results. A request of
+/// several calls refused as malformed is split: each call is sent again alone.
 async fn send_batch<P: Clone + Send + Sync + 'static>(
     router: &Router,
     send: SendFn<P>,
     batch: Vec<Job<P>>,
 ) {
-    // The request is retried until the earliest deadline among its calls, so that every call
-    // is answered by its own deadline.
+    match send_once(router, send, &batch).await {
+        Ok(codes) => {
+            let mut codes = codes.into_iter();
+            for job in batch {
+                let mine = codes.by_ref().take(job.events.len()).collect();
+                let _ = job.reply.send(Ok(Written { codes: mine }));
+            }
+        }
+        // The router returns `InvalidArgument` only when no attempt may have been applied
+        // (after an ambiguous one it is `OutcomeUnknown`): sending each call alone is safe.
+        Err(Error::InvalidArgument(_)) if batch.len() > 1 => {
+            for job in batch {
+                let alone = std::slice::from_ref(&job);
+                let answer = send_once(router, send, alone).await;
+                let _ = job.reply.send(answer.map(|codes| Written { codes }));
+            }
+        }
+        Err(error) => {
+            for job in batch {
+                let _ = job.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Sends the events of `batch` as one request, retried until the earliest deadline among its
+/// calls (so that every call is answered by its own deadline); returns every event's code.
+async fn send_once<P: Clone + Send + Sync + 'static>(
+    router: &Router,
+    send: SendFn<P>,
+    batch: &[Job<P>],
+) -> Result<Vec<u32>, Error> {
     let deadline = batch
         .iter()
         .map(|job| job.deadline)
@@ -209,7 +244,7 @@ async fn send_batch<P: Clone + Send + Sync + 'static>(
             send(grpc, events.clone(), request_id.clone())
         })
         .await;
-    let answer = answer.and_then(|response| {
+    answer.and_then(|response| {
         let response = response.into_inner();
         if response.results.len() == events.len() {
             Ok(response.results)
@@ -220,19 +255,56 @@ async fn send_batch<P: Clone + Send + Sync + 'static>(
                 events.len()
             )))
         }
-    });
-    match answer {
-        Ok(codes) => {
-            let mut codes = codes.into_iter();
-            for job in batch {
-                let mine = codes.by_ref().take(job.events.len()).collect();
-                let _ = job.reply.send(Ok(Written { codes: mine }));
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+
+    /// A server that refuses a whole request holding an event 0, and answers every other event
+    /// with its own value as its code.
+    fn fake_send(_grpc: Grpc<AuthChannel>, events: Vec<u32>, _id: String) -> SendFuture {
+        Box::pin(async move {
+            if events.contains(&0) {
+                return Err(tonic::Status::invalid_argument(
+                    "LEDGER_INVALID_ARGUMENT: events[1].id: must not be 0",
+                ));
             }
-        }
-        Err(error) => {
-            for job in batch {
-                let _ = job.reply.send(Err(error.clone()));
-            }
-        }
+            Ok(tonic::Response::new(pb::WriteResponse {
+                results: events,
+                ..Default::default()
+            }))
+        })
+    }
+
+    fn job(events: Vec<u32>) -> (Job<u32>, oneshot::Receiver<Result<Written, Error>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            events,
+            open_chain: false,
+            deadline: Instant::now() + Duration::from_secs(5),
+            reply,
+        };
+        (job, answer)
+    }
+
+    #[tokio::test]
+    async fn one_callers_bad_event_fails_that_caller_alone() {
+        let router =
+            Router::new(ClientConfig::new(vec!["http://127.0.0.1:1".to_string()])).expect("router");
+        let (a, a_answer) = job(vec![7, 8]);
+        let (bad, bad_answer) = job(vec![0]);
+        let (c, c_answer) = job(vec![9]);
+        send_batch(&router, fake_send, vec![a, bad, c]).await;
+        let codes =
+            |answer: Result<Result<Written, Error>, _>| answer.expect("answered").map(|w| w.codes);
+        assert_eq!(codes(a_answer.await), Ok(vec![7, 8]));
+        assert!(matches!(
+            codes(bad_answer.await),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(codes(c_answer.await), Ok(vec![9]));
     }
 }
