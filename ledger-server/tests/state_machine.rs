@@ -133,3 +133,36 @@ async fn cached_accounts_agree_with_rocksdb_across_applies() {
     assert_eq!(machine.stored_account(1).debits_posted, moved);
     assert_eq!(machine.stored_account(2).credits_posted, moved);
 }
+
+/// Snapshot builds that replace the current snapshot, while the current one is read again and
+/// again, as openraft's state-machine worker does when a follower needs it.
+const RACING_BUILDS: usize = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_current_snapshot_never_races_a_build_that_replaces_it() {
+    let mut m = Machine::open();
+    m.set_up(1, 5).await;
+    let mut builder = m.machine.get_snapshot_builder().await;
+    builder.build_snapshot().await.expect("first snapshot");
+    let builds = tokio::spawn(async move {
+        for _ in 0..RACING_BUILDS {
+            builder.build_snapshot().await.expect("build");
+        }
+    });
+    let mut reads = 0u64;
+    while !builds.is_finished() {
+        // Before the fix, the file named by the current snapshot could be deleted by a build
+        // between reading its name and opening it; the error stopped openraft's state-machine
+        // worker, and with it the Raft core.
+        let snapshot = m
+            .machine
+            .get_current_snapshot()
+            .await
+            .expect("the current snapshot is always readable")
+            .expect("there is a current snapshot");
+        assert!(snapshot.meta.last_log_id.is_some());
+        reads += 1;
+    }
+    builds.await.expect("builds");
+    assert!(reads > 0, "reads ran beside the builds");
+}

@@ -98,11 +98,11 @@ impl Shared {
             .map_err(|e| write_snapshot_error(&e))?;
         std::fs::rename(&tmp, self.dir.join(CURRENT_SNAPSHOT_FILE))
             .map_err(|e| write_snapshot_error(&e))?;
-        let previous = self
-            .current
-            .lock()
-            .expect("snapshot lock")
-            .replace(snapshot.clone());
+        // The previous file is deleted under the lock that readers hold while they open the
+        // current file (`get_current_snapshot`): a reader has either opened it already (an open
+        // file outlives its deletion) or will read the new one.
+        let mut current = self.current.lock().expect("snapshot lock");
+        let previous = current.replace(snapshot.clone());
         if let Some(previous) = previous {
             if previous.file != snapshot.file {
                 let _ = std::fs::remove_file(self.dir.join(previous.file));
@@ -495,16 +495,22 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self.shared.current.lock().expect("snapshot lock").clone();
-        let Some(current) = current else {
-            return Ok(None);
+        // Opened under the lock that a build holds while it deletes the file it replaces, so
+        // that the file cannot vanish between reading its name and opening it (an error here
+        // stops openraft's state-machine worker, and the Raft core with it). Opening a file is
+        // quick, and the lock is never held across an await.
+        let (meta, file) = {
+            let current = self.shared.current.lock().expect("snapshot lock");
+            let Some(current) = current.as_ref() else {
+                return Ok(None);
+            };
+            let file = std::fs::File::open(self.shared.dir.join(&current.file))
+                .map_err(|e| read_snapshot_error(&e))?;
+            (current.meta.clone(), file)
         };
-        let file = tokio::fs::File::open(self.shared.dir.join(&current.file))
-            .await
-            .map_err(|e| read_snapshot_error(&e))?;
         Ok(Some(Snapshot {
-            meta: current.meta,
-            snapshot: Box::new(file),
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
