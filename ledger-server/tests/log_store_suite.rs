@@ -374,6 +374,30 @@ async fn a_hole_in_the_log_is_refused() {
 }
 
 #[tokio::test]
+async fn a_lost_first_entry_after_the_purged_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open_store(dir.path());
+    store
+        .blocking_append(entries_upto(6))
+        .await
+        .expect("append");
+    store.purge(log_id(1, 3)).await.expect("purge");
+    // Entry 4, the first after the purged ones, is lost: the log now starts at 5, and no
+    // neighbour on either side shows the hole, only the purged pointer does.
+    let db = store.db().clone();
+    db.delete_cf(db.cf_handle(LOG_CF).expect("log cf"), 4u64.to_be_bytes())
+        .expect("delete");
+    assert_eq!(
+        corruption_of(store.verify_all()),
+        CorruptLogEntry {
+            index: 4,
+            corruption: Corruption::Missing { next_present: 5 }
+        }
+    );
+    assert!(store.is_corrupted());
+}
+
+#[tokio::test]
 async fn damaged_metadata_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open_store(dir.path());

@@ -420,9 +420,14 @@ where
     pub fn verify_all(&self) -> Result<u64, LogStoreError> {
         self.read_meta::<Vote<u64>>(VOTE_KEY)?;
         self.read_meta::<Option<LogId<u64>>>(COMMITTED_KEY)?;
-        self.read_meta::<LogId<u64>>(PURGED_KEY)?;
+        let purged = self.read_meta::<LogId<u64>>(PURGED_KEY)?;
+        // After a purge the log continues right behind the purged entry: a first entry past
+        // `purged + 1` means entries were lost at the log's head, which no neighbour shows.
+        // (The purged id and the deletion are one atomic batch, so nothing at or below it
+        // remains.) Without a purge the first index is openraft's, not fixed here.
+        let first = purged.and_then(|p| p.index.checked_add(1));
         let mut checked = 0u64;
-        self.scan(0, None, |_, _| {
+        self.scan_from(first.unwrap_or(0), None, first, |_, _| {
             checked += 1;
             true
         })?;
@@ -518,6 +523,17 @@ where
         &self,
         start: u64,
         end: Option<u64>,
+        visit: impl FnMut(Entry<C>, usize) -> bool,
+    ) -> Result<(), LogStoreError> {
+        self.scan_from(start, end, None, visit)
+    }
+
+    /// [`Self::scan`], with the index the first entry must have, if known.
+    fn scan_from(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        first: Option<u64>,
         mut visit: impl FnMut(Entry<C>, usize) -> bool,
     ) -> Result<(), LogStoreError> {
         if end.is_some_and(|end| end <= start) {
@@ -531,7 +547,7 @@ where
             options.set_iterate_upper_bound(index_key(end));
         }
         let from = index_key(start);
-        let mut expected = None;
+        let mut expected = first;
         for item in
             self.db
                 .iterator_cf_opt(cf, options, IteratorMode::From(&from, Direction::Forward))
