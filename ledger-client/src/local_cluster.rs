@@ -345,6 +345,9 @@ impl LocalCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()?;
+        if signal == "STOP" && status.success() {
+            wait_for_state(pid, 'T');
+        }
         if matches!(signal, "KILL" | "TERM") {
             if let Some(mut child) = self.children[i].take() {
                 let _ = child.wait();
@@ -426,6 +429,36 @@ impl LocalCluster {
 
 /// Waits until a process that is not our child has exited. A dead process whose parent has
 /// not reaped it yet (a zombie) has exited too.
+/// How long `signal` waits for a stopped process to be reported stopped.
+const STOP_WAIT_MS: u64 = 2_000;
+
+/// Waits (at most [`STOP_WAIT_MS`]) until the kernel reports every thread of process `pid` in
+/// `state` (`/proc/<pid>/task/*/stat`): `kill -STOP` returns before every thread of the target
+/// has stopped, and a test that pauses a node must not race its last moments.
+fn wait_for_state(pid: u32, state: char) {
+    let deadline = Instant::now() + Duration::from_millis(STOP_WAIT_MS);
+    let all_in_state = || -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut all = true;
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            let current = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next());
+            all &= current.is_none_or(|c| c == state);
+        }
+        Some(all)
+    };
+    while Instant::now() < deadline {
+        // A process that is gone (None) has nothing left to stop.
+        if all_in_state().unwrap_or(true) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS / 10));
+    }
+}
+
 fn wait_for_exit(pid: u32) {
     let deadline = Instant::now() + Duration::from_millis(NODE_START_TIMEOUT_MS);
     let running = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

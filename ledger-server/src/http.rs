@@ -2,9 +2,9 @@
 //!
 //! `/health/live` answers 200 while the process runs. `/health/ready` answers 200 only when a
 //! leader is known, this node is healthy, a leader (if this node is one) has heard from a
-//! quorum within `QUORUM_STALE_MS`, and its applied index is within [`READY_LAG_ENTRIES_MAX`]
-//! of its last log index; otherwise 503 with the reason. Both answer JSON, and suit
-//! Kubernetes liveness and readiness probes. A node cut off from the majority is not ready:
+//! quorum within `QUORUM_STALE_MS` (`Node::leader_without_quorum`), and its applied index is
+//! within [`READY_LAG_ENTRIES_MAX`] of its last log index; otherwise 503 with the reason.
+//! Both answer JSON, and suit Kubernetes liveness and readiness probes. A node cut off from the majority is not ready:
 //! as a follower it soon stands for election and knows no leader; as a leader it stops hearing
 //! from a quorum.
 
@@ -17,7 +17,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::QUORUM_STALE_MS;
 use crate::metrics::RaftReading;
 use crate::node::Node;
 use crate::raft::log_store::saved_committed_index;
@@ -45,11 +44,8 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
         Some(problem)
     } else if metrics.current_leader.is_none() {
         Some("no known leader".to_string())
-    } else if let Some(ms) = metrics
-        .millis_since_quorum_ack
-        .filter(|ms| *ms > QUORUM_STALE_MS)
-    {
-        Some(format!("leader without a quorum for {ms} ms"))
+    } else if let Some(isolated) = node.leader_without_quorum(&metrics) {
+        Some(isolated)
     } else if last_log.saturating_sub(applied) > READY_LAG_ENTRIES_MAX {
         Some(format!(
             "applied index {applied} is behind log index {last_log}"
@@ -96,7 +92,9 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let reading = RaftReading {
         term: m.current_term,
         leader_id: m.current_leader,
-        is_leader: m.current_leader == Some(node.config.node_id),
+        // A leader cut off from its quorum is not counted as one (it serves nothing).
+        is_leader: m.current_leader == Some(node.config.node_id)
+            && node.leader_without_quorum(&m).is_none(),
         last_log_index,
         committed_index: 0,
         applied_index,

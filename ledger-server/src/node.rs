@@ -105,6 +105,28 @@ impl Node {
         (leader, address)
     }
 
+    /// Why this node, if it leads, must not be taken for a serving leader: it has not heard
+    /// from a quorum within [`QUORUM_STALE_MS`], or not at all since it was elected (openraft
+    /// reports no time then). openraft 0.9 keeps an isolated leader a leader until it meets a
+    /// higher term, so this is what tells it apart. `None` on a leader that has, and on every
+    /// node that does not lead. Readiness, the admin `Status` and `ledger_raft_is_leader` all
+    /// read it.
+    pub fn leader_without_quorum(
+        &self,
+        metrics: &crate::raft::types::RaftMetrics,
+    ) -> Option<String> {
+        if metrics.current_leader != Some(self.config.node_id) {
+            return None;
+        }
+        match metrics.millis_since_quorum_ack {
+            Some(ms) if ms <= QUORUM_STALE_MS => None,
+            Some(ms) => Some(format!(
+                "the leader has not heard from a quorum for {ms} ms"
+            )),
+            None => Some("the leader has not heard from a quorum since it was elected".into()),
+        }
+    }
+
     /// Refuses at once a write this node cannot commit: damaged node, not the leader, or a
     /// leader that has not heard from a quorum recently. Nothing is proposed in these cases.
     pub fn check_writable(&self) -> Result<(), NodeError> {

@@ -188,6 +188,60 @@ async fn metrics_exist_and_move_with_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_is_neither_ready_nor_healthy_nor_counted_as_leader_within_2_s() {
+    let h = Harness::start(3, &["--fault-injection"]);
+    let leader = h.leader().await;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    assert_eq!(scrape(&h.cluster, leader)["ledger_raft_is_leader"], 1.0);
+    support::partition(&h, leader, &others).await;
+    for other in &others {
+        support::partition(&h, *other, &[leader]).await;
+    }
+    let cut = Instant::now();
+    // openraft still calls it leader; readiness, the admin Status and the metrics must not.
+    let deadline = cut + Duration::from_secs(2);
+    loop {
+        let ready = h.cluster.ready(leader);
+        let status = h.status(leader).await.expect("status");
+        let is_leader = scrape(&h.cluster, leader)["ledger_raft_is_leader"];
+        let reason = ready
+            .as_ref()
+            .and_then(|(_, body)| body["reason"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if matches!(ready, Some((false, _))) && !status.healthy && is_leader == 0.0 {
+            assert!(reason.contains("quorum"), "{reason}");
+            assert!(
+                status.unhealthy_reason.contains("quorum"),
+                "{}",
+                status.unhealthy_reason
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {:?}: ready {ready:?}, healthy {}, is_leader {is_leader}",
+            cut.elapsed(),
+            status.healthy
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ledgerctl cluster status names it unhealthy too.
+    let endpoint = h.endpoint(leader);
+    let status = ledgerctl_json(&["cluster", "status"], &endpoint);
+    let node = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node_id"] == leader)
+        .cloned()
+        .expect("the isolated node");
+    assert_eq!(node["healthy"], false, "{status}");
+    for id in [leader].iter().chain(&others) {
+        support::partition(&h, *id, &[]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_is_lost_by_a_partitioned_node_and_regained_after_healing() {
     let h = Harness::start(3, &["--fault-injection"]);
     let leader = h.leader().await;

@@ -901,3 +901,40 @@ async fn every_method_refuses_callers_below_its_role_and_applies_nothing() {
     }
     assert_eq!(after, before, "nothing was applied");
 }
+
+/// A message whose field 1 is a number: not a `CreateTransfersRequest`, whose field 1 is a
+/// list of transfers.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NotARequest {
+    #[prost(uint64, tag = "1")]
+    number: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_is_invalid_argument_not_internal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = start(dir.path(), 1, NodeOptions::default());
+    let channel = Endpoint::from_shared(format!("http://{}", cluster.grpc_addr(1)))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let status = grpc
+        .unary(
+            tonic::Request::new(NotARequest { number: 7 }),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/ledger.v1.Ledger/CreateTransfers",
+            ),
+            tonic_prost::ProstCodec::<NotARequest, ()>::default(),
+        )
+        .await
+        .expect_err("malformed");
+    // INTERNAL would tell a client that follows the status table "maybe applied, retry".
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("LEDGER_INVALID_ARGUMENT"),
+        "{status:?}"
+    );
+}

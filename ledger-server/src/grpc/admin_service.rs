@@ -239,7 +239,13 @@ impl Admin for AdminService {
         .map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
         let applied = applied.map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
         let committed = committed.map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
-        let problem = self.node.health.problem();
+        // A leader cut off from its quorum reports itself unhealthy: it still says `Leader`
+        // (that is openraft's view), but serves nothing, and `cluster status` shows why.
+        let problem = self
+            .node
+            .health
+            .problem()
+            .or_else(|| self.node.leader_without_quorum(&m));
         let replication = m
             .replication
             .as_ref()

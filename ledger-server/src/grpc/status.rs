@@ -8,7 +8,7 @@
 //! | not the leader | FAILED_PRECONDITION | LEDGER_NOT_LEADER | no |
 //! | no quorum, shutting down | UNAVAILABLE | LEDGER_UNAVAILABLE | no |
 //! | proposed, not confirmed in time | DEADLINE_EXCEEDED | LEDGER_OUTCOME_UNKNOWN | unknown |
-//! | bad request | INVALID_ARGUMENT | LEDGER_INVALID_ARGUMENT | no |
+//! | bad request, or not valid protobuf (rewritten from tonic's INTERNAL in `security/limits.rs`) | INVALID_ARGUMENT | LEDGER_INVALID_ARGUMENT | no |
 //! | over a limit, shedding load | RESOURCE_EXHAUSTED | LEDGER_RESOURCE_EXHAUSTED | no |
 //! | damaged node | UNAVAILABLE | LEDGER_UNHEALTHY | no |
 //! | cluster not initialized | FAILED_PRECONDITION | LEDGER_NOT_INITIALIZED | no |

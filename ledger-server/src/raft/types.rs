@@ -82,3 +82,4 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, LedgerNode>;
 pub type Membership = openraft::Membership<NodeId, LedgerNode>;
 pub type StorageError = openraft::StorageError<NodeId>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, LedgerNode>;

@@ -13,8 +13,10 @@
 //! load never counts against them: heartbeats get through an overloaded node, or overload
 //! would turn into elections.
 //!
-//! This layer also gives an oversized request the status the rest of the API uses for a limit
-//! (tonic answers `OUT_OF_RANGE`; the answer here is `RESOURCE_EXHAUSTED`, with the limit).
+//! This layer also gives requests tonic could not decode the statuses the rest of the API uses:
+//! an oversized request `RESOURCE_EXHAUSTED`, with the limit (tonic answers `OUT_OF_RANGE`), and
+//! a malformed one `INVALID_ARGUMENT` (tonic answers `INTERNAL`, which here means "bug,
+//! outcome unknown").
 //!
 //! A streaming answer (`Backup`) holds its slot until its first message, not to its end.
 
@@ -279,26 +281,46 @@ pub struct LimitsService<S> {
     in_flight: Arc<InFlight>,
 }
 
-/// Rewrites tonic's `OUT_OF_RANGE` for an oversized message into `RESOURCE_EXHAUSTED`.
-fn oversized_to_resource_exhausted<R>(response: &mut http::Response<R>) {
+/// Rewrites tonic's answers to requests it could not decode into the statuses the rest of the
+/// API uses, which say "not applied": an oversized message (tonic: `OUT_OF_RANGE`) becomes
+/// `RESOURCE_EXHAUSTED` with the limit, and a message that is not valid protobuf (tonic:
+/// `INTERNAL`, which the server's status table reserves for "bug, outcome unknown", so that a
+/// client following it would retry a malformed request until its deadline) becomes
+/// `INVALID_ARGUMENT`.
+fn rewrite_decode_errors<R>(response: &mut http::Response<R>) {
     let headers = response.headers_mut();
+    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok());
     let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
-    if headers.get("grpc-status").and_then(|v| v.to_str().ok()) != Some(out_of_range.as_str()) {
+    let internal = (tonic::Code::Internal as i32).to_string();
+    if code != Some(out_of_range.as_str()) && code != Some(internal.as_str()) {
         return;
     }
     let Ok(status) = Status::from_header_map(headers).ok_or(()) else {
         return;
     };
-    if !status
-        .message()
-        .contains("decoded message length too large")
-    {
-        return;
-    }
-    let replacement = Status::resource_exhausted(format!(
-        "LEDGER_RESOURCE_EXHAUSTED: request too large: {}",
-        status.message()
-    ));
+    let replacement = match status.code() {
+        tonic::Code::OutOfRange
+            if status
+                .message()
+                .contains("decoded message length too large") =>
+        {
+            Status::resource_exhausted(format!(
+                "LEDGER_RESOURCE_EXHAUSTED: request too large: {}",
+                status.message()
+            ))
+        }
+        tonic::Code::Internal
+            if status
+                .message()
+                .starts_with("failed to decode Protobuf message") =>
+        {
+            Status::invalid_argument(format!(
+                "LEDGER_INVALID_ARGUMENT: malformed request: {}",
+                status.message()
+            ))
+        }
+        _ => return,
+    };
     headers.remove("grpc-message");
     let _ = replacement.add_header(headers);
 }
@@ -326,7 +348,7 @@ where
                     let mut response = answer.await;
                     drop(admission);
                     if let Ok(response) = &mut response {
-                        oversized_to_resource_exhausted(response);
+                        rewrite_decode_errors(response);
                     }
                     response
                 })
@@ -594,19 +616,39 @@ mod tests {
     }
 
     #[test]
-    fn oversized_message_answer_becomes_resource_exhausted() {
+    fn requests_tonic_cannot_decode_get_the_statuses_of_the_api() {
         let mut response: http::Response<()> = Status::out_of_range(
             "Error, decoded message length too large: found 20 bytes, the limit is: 10 bytes",
         )
         .into_http();
-        oversized_to_resource_exhausted(&mut response);
+        rewrite_decode_errors(&mut response);
         let status = Status::from_header_map(response.headers()).expect("status");
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("the limit is: 10 bytes"));
 
         let mut other: http::Response<()> = Status::out_of_range("something else").into_http();
-        oversized_to_resource_exhausted(&mut other);
+        rewrite_decode_errors(&mut other);
         let status = Status::from_header_map(other.headers()).expect("status");
         assert_eq!(status.code(), tonic::Code::OutOfRange);
+
+        let mut malformed: http::Response<()> = Status::internal(
+            "failed to decode Protobuf message: CreateTransfersRequest.transfers: invalid wire type",
+        )
+        .into_http();
+        rewrite_decode_errors(&mut malformed);
+        let status = Status::from_header_map(malformed.headers()).expect("status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status
+            .message()
+            .contains("CreateTransfersRequest.transfers"));
+
+        let mut bug: http::Response<()> = Status::internal("LEDGER_INTERNAL: a bug").into_http();
+        rewrite_decode_errors(&mut bug);
+        let status = Status::from_header_map(bug.headers()).expect("status");
+        assert_eq!(
+            status.code(),
+            tonic::Code::Internal,
+            "other INTERNAL answers stay"
+        );
     }
 }
