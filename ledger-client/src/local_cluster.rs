@@ -159,6 +159,42 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Starts again, with `binary`, the cluster a previous `start` left in `dir`: every node on
+    /// its own addresses (they are in the membership) and data, none bootstrapped. Refuses while
+    /// any of its nodes still runs, naming them.
+    pub fn resume(binary: &Path, dir: &Path) -> Result<Self, LocalClusterError> {
+        let mut cluster = Self::load(dir)?;
+        let running: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let pid = n.pid?;
+                process_serves(pid, &n.data_dir).then(|| format!("node {} (pid {pid})", n.id))
+            })
+            .collect();
+        if !running.is_empty() {
+            return Err(LocalClusterError::Layout(format!(
+                "the cluster in {} is running ({}); stop it first with `ledgerctl local down \
+                 --dir {}`",
+                dir.display(),
+                running.join(", "),
+                dir.display()
+            )));
+        }
+        cluster.binary = binary.to_path_buf();
+        let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            cluster.spawn(id, false)?;
+        }
+        cluster.save()?;
+        Ok(cluster)
+    }
+
+    /// Whether `dir` holds a cluster a previous `start` left there.
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join("cluster.json").exists()
+    }
+
     /// Loads the layout a previous `start` saved in `dir` (processes are not owned).
     pub fn load(dir: &Path) -> Result<Self, LocalClusterError> {
         let bytes = std::fs::read(dir.join("cluster.json")).map_err(|e| {
@@ -429,6 +465,16 @@ impl LocalCluster {
 
 /// Waits until a process that is not our child has exited. A dead process whose parent has
 /// not reaped it yet (a zombie) has exited too.
+/// Whether process `pid` is a ledger-server serving `data_dir` (and not another process that
+/// was given the number of one that exited).
+fn process_serves(pid: u32, data_dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let data_dir = data_dir.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == data_dir)
+}
+
 /// How long `signal` waits for a stopped process to be reported stopped.
 const STOP_WAIT_MS: u64 = 2_000;
 

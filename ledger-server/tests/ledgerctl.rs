@@ -387,3 +387,55 @@ async fn a_write_and_a_bench_right_after_the_leader_is_killed_succeed() {
         "the write finished within its deadline"
     );
 }
+
+#[test]
+fn local_up_on_a_folder_that_holds_a_cluster_starts_that_cluster_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = env!("CARGO_BIN_EXE_ledger-server");
+    let dir_arg = dir.path().to_str().unwrap();
+    let up = [
+        "local", "up", "--nodes", "3", "--dir", dir_arg, "--server", server,
+    ];
+    let first = run_json(&up, None);
+    let endpoints = first["endpoints"].clone();
+    let joined = |e: &serde_json::Value| -> String {
+        e.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    run_json(
+        &[
+            "account", "create", "--id", "1", "--ledger", "1", "--code", "1",
+        ],
+        Some(&joined(&endpoints)),
+    );
+    // While it runs, a second `up` refuses and names the way out.
+    let (ok, _, stderr) = run_raw(&up, "http://127.0.0.1:1");
+    assert!(!ok, "a running cluster is not started twice");
+    assert!(stderr.contains("local down"), "{stderr}");
+    // Stopped, then up again on the same folder: the same ports, the same data, and writes.
+    run_json(&["local", "down", "--dir", dir_arg], None);
+    let again = run_json(&up, None);
+    assert_eq!(again["endpoints"], endpoints, "the nodes keep their ports");
+    let found = run_json(&["account", "get", "1"], Some(&joined(&endpoints)));
+    assert!(found.to_string().contains("\"1\""), "{found}");
+    run_json(
+        &[
+            "account", "create", "--id", "2", "--ledger", "1", "--code", "1",
+        ],
+        Some(&joined(&endpoints)),
+    );
+    // A different size is refused rather than half-started.
+    run_json(&["local", "down", "--dir", dir_arg], None);
+    let (ok, _, stderr) = run_raw(
+        &[
+            "local", "up", "--nodes", "5", "--dir", dir_arg, "--server", server,
+        ],
+        "http://127.0.0.1:1",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("3 nodes"), "{stderr}");
+}

@@ -399,7 +399,8 @@ enum BetCommands {
 
 #[derive(Subcommand)]
 enum LocalCommands {
-    /// Start N nodes in DIR, bootstrap them as one cluster and wait for a leader.
+    /// Start N nodes in DIR, bootstrap them as one cluster and wait for a leader. On a DIR
+    /// that holds a stopped cluster, start that cluster again on its own ports.
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
@@ -804,12 +805,29 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
                 return Err("--nodes must be 1 or more".into());
             }
             let binary = server_binary(server)?;
-            let options = NodeOptions {
-                base_port,
-                ..NodeOptions::default()
+            // A folder that holds a cluster brings that cluster back, on its own ports: new
+            // ports would not match the addresses in its membership.
+            let cluster = if LocalCluster::exists_in(&dir) {
+                let layout = LocalCluster::load(&dir).map_err(|e| e.to_string())?;
+                if layout.nodes.len() as u64 != nodes {
+                    return Err(format!(
+                        "{} holds a cluster of {} nodes, not {nodes}: run `ledgerctl local up \
+                         --nodes {} --dir {}` to start it again, or `ledgerctl local down` and \
+                         a new folder for another",
+                        dir.display(),
+                        layout.nodes.len(),
+                        layout.nodes.len(),
+                        dir.display()
+                    ));
+                }
+                LocalCluster::resume(&binary, &dir).map_err(|e| e.to_string())?
+            } else {
+                let options = NodeOptions {
+                    base_port,
+                    ..NodeOptions::default()
+                };
+                LocalCluster::start(&binary, &dir, nodes, options).map_err(|e| e.to_string())?
             };
-            let cluster =
-                LocalCluster::start(&binary, &dir, nodes, options).map_err(|e| e.to_string())?;
             cluster
                 .wait_ready(Duration::from_millis(LOCAL_UP_READY_TIMEOUT_MS))
                 .map_err(|e| e.to_string())?;
