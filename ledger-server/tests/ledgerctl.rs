@@ -422,6 +422,15 @@ fn local_up_on_a_folder_that_holds_a_cluster_starts_that_cluster_again() {
     assert_eq!(again["endpoints"], endpoints, "the nodes keep their ports");
     let found = run_json(&["account", "get", "1"], Some(&joined(&endpoints)));
     assert!(found.to_string().contains("\"1\""), "{found}");
+    // The README's failover step: kill the leader by name, and writes go on.
+    let killed = run_json(&["local", "kill-leader", "--dir", dir_arg], None);
+    let pids: Vec<u64> = again["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert!(pids.contains(&killed["pid"].as_u64().unwrap()), "{killed}");
     run_json(
         &[
             "account", "create", "--id", "2", "--ledger", "1", "--code", "1",

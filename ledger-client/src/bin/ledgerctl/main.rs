@@ -426,6 +426,12 @@ enum LocalCommands {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// SIGKILL the node of the cluster in DIR that leads (and serves: a leader cut off from
+    /// its quorum is passed over), and print its id and pid.
+    KillLeader {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Stop one node of the cluster in DIR (SIGTERM, or SIGKILL with --kill).
     Stop {
         #[arg(long)]
@@ -793,6 +799,29 @@ fn server_binary(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
     }
 }
 
+/// The running node of `cluster` that says it leads and is healthy (a leader cut off from its
+/// quorum reports itself unhealthy), waiting out an election.
+async fn serving_leader(cluster: &LocalCluster) -> Result<u64, String> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(bench::FIND_LEADER_TIMEOUT_MS);
+    loop {
+        for node in cluster.nodes.iter().filter(|n| n.pid.is_some()) {
+            let Some(addrs) = node.addrs else { continue };
+            if let Ok(s) = cluster::status_of(&connect::uri(&addrs.grpc.to_string())).await {
+                if s.state == "Leader" && s.healthy {
+                    return Ok(node.id);
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "no running node of the cluster leads and serves (waited {} ms)",
+                bench::FIND_LEADER_TIMEOUT_MS
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn local(command: LocalCommands, json: bool) -> Result<(), String> {
     match command {
         LocalCommands::Up {
@@ -872,6 +901,20 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
             tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())?
                 .block_on(failover::run(&dir, trials, json))
+        }
+        LocalCommands::KillLeader { dir } => {
+            let mut cluster = LocalCluster::load(&dir).map_err(|e| e.to_string())?;
+            let leader = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())?
+                .block_on(serving_leader(&cluster))?;
+            let pid = cluster.node(leader).pid.unwrap_or(0);
+            cluster.kill(leader).map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({"killed": leader, "pid": pid}));
+            } else {
+                println!("node {leader} (pid {pid}), the leader, killed with SIGKILL");
+            }
+            Ok(())
         }
         LocalCommands::Stop { dir, node, kill } => {
             let mut cluster = LocalCluster::load(&dir).map_err(|e| e.to_string())?;
