@@ -448,3 +448,71 @@ fn local_up_on_a_folder_that_holds_a_cluster_starts_that_cluster_again() {
     assert!(!ok);
     assert!(stderr.contains("3 nodes"), "{stderr}");
 }
+
+#[test]
+fn cluster_init_bootstraps_nodes_started_without_init_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("peer-secret");
+    ledger_client::local_cluster::write_peer_secret(&secret).unwrap();
+    let server = env!("CARGO_BIN_EXE_ledger-server");
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for id in 1..=3u64 {
+        let data = dir.path().join(format!("node{id}"));
+        let child = Command::new(server)
+            .args(["--node-id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--grpc-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0"])
+            .arg("--peer-secret-file")
+            .arg(&secret)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let written: ledger_client::local_cluster::NodeAddrs = loop {
+            if let Ok(bytes) = std::fs::read(data.join("addrs.json")) {
+                if let Ok(a) = serde_json::from_slice(&bytes) {
+                    break a;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {id} did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        addrs.push(written);
+    }
+    let members: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={},{}", i + 1, a.grpc, a.peer))
+        .collect();
+    let mut init = vec!["cluster", "init"];
+    for m in &members {
+        init.extend(["--member", m.as_str()]);
+    }
+    let first = format!("http://{}", addrs[0].grpc);
+    let done = run_json(&init, Some(&first));
+    assert_eq!(done["voters"], serde_json::json!([1, 2, 3]), "{done}");
+    // The cluster works: a write through any endpoint reaches the new leader.
+    let endpoints: Vec<String> = addrs.iter().map(|a| format!("http://{}", a.grpc)).collect();
+    run_json(
+        &[
+            "account", "create", "--id", "1", "--ledger", "1", "--code", "1",
+        ],
+        Some(&endpoints.join(",")),
+    );
+    // Once only: a second init is refused and changes nothing.
+    let (ok, _, stderr) = run_raw(&init, &first);
+    assert!(!ok, "a second init must be refused");
+    assert!(!stderr.is_empty());
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -85,6 +85,29 @@ fn with_secret(envelope: RaftRequest, secret: &str) -> tonic::Request<RaftReques
     request
 }
 
+/// Sends an (empty) `Vote` claiming to come from node `from`, over TLS configured by `tls`, to
+/// the peer port at `addr`, with the peer secret; returns the refusal.
+async fn refused_vote(addr: &str, tls: ClientTlsConfig, from: u64, secret: &str) -> tonic::Status {
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls config")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(Duration::from_secs(3))
+        .connect_lazy();
+    RaftClient::new(channel)
+        .vote(with_secret(
+            RaftRequest {
+                cluster_name: "ledger".into(),
+                from_node_id: from,
+                ..Default::default()
+            },
+            secret,
+        ))
+        .await
+        .expect_err("refused")
+}
+
 async fn ledger(address: &str, credentials: &Credentials) -> LedgerGrpc<AuthChannel> {
     LedgerGrpc::new(
         credentials
@@ -227,27 +250,9 @@ async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
     // one gets no answer from the Raft service.
     let peer_addr = cluster.peer_addr(1).to_string();
     let secret = peer_secret(dir.path().join("cluster").as_path());
-    let no_cert = Endpoint::from_shared(format!("https://{peer_addr}"))
-        .expect("uri")
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(pem(&certs.join("ca.pem")))),
-        )
-        .expect("tls config")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(Duration::from_secs(3))
-        .connect_lazy();
-    let status = RaftClient::new(no_cert)
-        .vote(with_secret(
-            RaftRequest {
-                cluster_name: "ledger".into(),
-                from_node_id: 2,
-                ..Default::default()
-            },
-            &secret,
-        ))
-        .await
-        .expect_err("no node certificate");
+    let no_cert =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem(&certs.join("ca.pem"))));
+    let status = refused_vote(&peer_addr, no_cert, 2, &secret).await;
     assert!(
         !status.message().contains("LEDGER_INVALID"),
         "the request must not reach the Raft service: {status:?}"
@@ -260,26 +265,9 @@ async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
             pem(&other.join("node-1.pem")),
             pem(&other.join("node-1-key.pem")),
         ));
-    let foreign_channel = Endpoint::from_shared(format!("https://{peer_addr}"))
-        .expect("uri")
-        .tls_config(foreign)
-        .expect("tls config")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(Duration::from_secs(3))
-        .connect_lazy();
     // From a member (2), so that the request would get as far as decoding its (empty) payload
     // and answer INVALID_ARGUMENT if the handshake let it through.
-    let status = RaftClient::new(foreign_channel)
-        .vote(with_secret(
-            RaftRequest {
-                cluster_name: "ledger".into(),
-                from_node_id: 2,
-                ..Default::default()
-            },
-            &secret,
-        ))
-        .await
-        .expect_err("foreign certificate refused");
+    let status = refused_vote(&peer_addr, foreign, 2, &secret).await;
     assert_ne!(status.code(), Code::Ok);
     assert!(
         !status.message().contains("LEDGER_"),
@@ -293,23 +281,7 @@ async fn tls_cluster_refuses_plaintext_clients_and_foreign_certificates() {
             pem(&certs.join("node-1.pem")),
             pem(&certs.join("node-1-key.pem")),
         ));
-    let node_one_channel = Endpoint::from_shared(format!("https://{}", cluster.peer_addr(2)))
-        .expect("uri")
-        .tls_config(node_one)
-        .expect("tls config")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect_lazy();
-    let status = RaftClient::new(node_one_channel)
-        .vote(with_secret(
-            RaftRequest {
-                cluster_name: "ledger".into(),
-                from_node_id: 3,
-                ..Default::default()
-            },
-            &secret,
-        ))
-        .await
-        .expect_err("node 1's certificate claiming node 3");
+    let status = refused_vote(&cluster.peer_addr(2).to_string(), node_one, 3, &secret).await;
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(
         status.message().contains("LEDGER_PEER_MISMATCH"),
