@@ -431,6 +431,15 @@ fn local_up_on_a_folder_that_holds_a_cluster_starts_that_cluster_again() {
         .map(|p| p.as_u64().unwrap())
         .collect();
     assert!(pids.contains(&killed["pid"].as_u64().unwrap()), "{killed}");
+    // With the leader down, verify checks the live nodes and names the down one.
+    let (ok, stdout, stderr) = run_raw(&["verify"], &joined(&endpoints));
+    assert!(!ok, "a node was not checked: verify must not pass");
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("digest")).count(),
+        2,
+        "the live nodes are checked: {stdout}"
+    );
+    assert!(stderr.contains("not checked"), "{stderr}");
     run_json(
         &[
             "account", "create", "--id", "2", "--ledger", "1", "--code", "1",

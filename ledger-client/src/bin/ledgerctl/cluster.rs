@@ -298,32 +298,52 @@ pub async fn verify(
     anchor: Option<(u64, Vec<u8>)>,
     json_out: bool,
 ) -> Result<(), String> {
+    // A node that cannot be reached is named with the reason, and the others are checked all
+    // the same: an operator verifying during an incident needs the live nodes' answer.
+    let mut unreachable: Vec<(String, String)> = Vec::new();
+    let mut live = Vec::new();
+    for endpoint in endpoints {
+        match status_of(endpoint).await {
+            Ok(s) => live.push((endpoint.clone(), s.applied_index)),
+            Err(reason) => unreachable.push((endpoint.clone(), reason)),
+        }
+    }
     // The nodes may be at different applied indexes: compare them at the lowest.
-    let mut common = u64::MAX;
-    for endpoint in endpoints {
-        common = common.min(status_of(endpoint).await?.applied_index);
-    }
+    let common = live.iter().map(|(_, applied)| *applied).min().unwrap_or(0);
     let mut reports = Vec::new();
-    for endpoint in endpoints {
-        let mut admin = admin(endpoint).await?;
-        let r = admin
-            .verify(VerifyRequest { at_index: common })
-            .await
-            .map_err(|s| format!("{endpoint}: {}", s.message()))?
-            .into_inner();
-        let anchored = match &anchor {
-            Some((index, _)) => Some(
-                admin
-                    .verify(VerifyRequest { at_index: *index })
-                    .await
-                    .map_err(|s| format!("{endpoint}: {}", s.message()))?
-                    .into_inner(),
-            ),
-            None => None,
+    for (endpoint, _) in &live {
+        let call = async {
+            let mut admin = admin(endpoint).await?;
+            let r = admin
+                .verify(VerifyRequest { at_index: common })
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+            let anchored = match &anchor {
+                Some((index, _)) => Some(
+                    admin
+                        .verify(VerifyRequest { at_index: *index })
+                        .await
+                        .map_err(|s| s.message().to_string())?
+                        .into_inner(),
+                ),
+                None => None,
+            };
+            Ok::<_, String>((r, anchored))
         };
-        reports.push((endpoint.clone(), r, anchored));
+        match call.await {
+            Ok((r, anchored)) => reports.push((endpoint.clone(), r, anchored)),
+            Err(reason) => unreachable.push((endpoint.clone(), format!("{endpoint}: {reason}"))),
+        }
     }
-    let mut problems: Vec<String> = Vec::new();
+    if reports.is_empty() {
+        let reasons: Vec<String> = unreachable.into_iter().map(|(_, r)| r).collect();
+        return Err(format!("no node could be verified: {}", reasons.join("; ")));
+    }
+    let mut problems: Vec<String> = unreachable
+        .iter()
+        .map(|(_, reason)| format!("not checked: {reason}"))
+        .collect();
     let mut notes: Vec<String> = Vec::new();
     for (endpoint, r, anchored) in &reports {
         for v in &r.violations {
@@ -370,7 +390,8 @@ pub async fn verify(
             .collect();
         println!(
             "{}",
-            json!({"ok": problems.is_empty(), "nodes": nodes, "problems": problems, "notes": notes})
+            json!({"ok": problems.is_empty(), "nodes": nodes, "problems": problems, "notes": notes,
+                "unreachable": unreachable.iter().map(|(e, reason)| json!({"endpoint": e, "reason": reason})).collect::<Vec<_>>()})
         );
     } else {
         for (e, r) in &reports {
