@@ -34,8 +34,9 @@ use crate::raft::types::{LedgerNode, TypeConfig};
 use crate::storage::snapshot_file::SnapshotMeta;
 
 pub const BACKUP_MAGIC: &[u8; 8] = b"LEDGERBK";
-/// 2: members record a client and a peer address (data directory format 2).
-pub const BACKUP_VERSION: u32 = 2;
+/// 2: members record a client and a peer address (data directory format 2). 3: and their
+/// incarnation (format 3).
+pub const BACKUP_VERSION: u32 = 3;
 /// The backup's snapshot file while it is restored, in the new node's snapshot directory.
 const RESTORE_FILE: &str = "restore.snap";
 /// Largest header accepted (it is a few hundred bytes).
@@ -234,9 +235,15 @@ pub async fn restore(
     }
     let db = open_db(&db_dir, block_cache_mb).map_err(|e| BackupError::Storage(e.to_string()))?;
     let last = header.meta.last_log_id;
+    // The restored node is a new incarnation: a member of no cluster until it founds its own.
+    let mut log: LogStore<TypeConfig> =
+        LogStore::new(db.clone()).map_err(|e| BackupError::Storage(e.to_string()))?;
+    let incarnation = log
+        .incarnation()
+        .map_err(|e| BackupError::Storage(e.to_string()))?;
     let nodes: BTreeMap<u64, LedgerNode> = [(
         node_id,
-        LedgerNode::new(advertise_addr, advertise_peer_addr),
+        LedgerNode::new(advertise_addr, advertise_peer_addr, incarnation),
     )]
     .into();
     let membership = Membership::new(vec![BTreeSet::from([node_id])], nodes);
@@ -255,8 +262,6 @@ pub async fn restore(
     let _ = std::fs::remove_file(&snapshot);
     // The log starts after the backup; the vote carries its term, so the new cluster's terms
     // continue upwards from the entries the state came from.
-    let mut log: LogStore<TypeConfig> =
-        LogStore::new(db.clone()).map_err(|e| BackupError::Storage(e.to_string()))?;
     if let Some(last) = last {
         log.save_vote(&Vote::new(last.leader_id.term, node_id))
             .await

@@ -134,6 +134,11 @@ pub struct Args {
     #[arg(long)]
     pub fault_injection: bool,
 
+    /// Shift this node's wall clock by this many milliseconds (may be negative). A test-only
+    /// hook, like --fault-injection (which it needs): release builds refuse it.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_offset_ms: i64,
+
     /// Run on a non-loopback address without TLS or without an auth file, on purpose. The node
     /// then says so: a warning in its log at start and every minute, a note in
     /// /health/ready, and the metric ledger_insecure 1 (docs/security.md).
@@ -275,6 +280,8 @@ pub struct NodeConfig {
     pub snapshot_logs: u64,
     pub block_cache_mb: usize,
     pub fault_injection: bool,
+    /// Test-only shift of this node's clock (`--clock-offset-ms`).
+    pub clock_offset_ms: i64,
     pub tls: Option<crate::security::tls::TlsFiles>,
     pub auth_file: Option<PathBuf>,
     pub peer_secret_file: Option<PathBuf>,
@@ -423,6 +430,13 @@ impl NodeConfig {
             dev: args.dev,
         })?;
         check_fault_injection(args.fault_injection, FAULT_INJECTION_BUILT_IN)?;
+        if args.clock_offset_ms != 0 && !args.fault_injection {
+            return Err(
+                "--clock-offset-ms is a test-only hook: it needs --fault-injection (and a build \
+                 with the `fault-injection` feature)"
+                    .into(),
+            );
+        }
         let peers_authenticated = tls.is_some() || args.peer_secret_file.is_some();
         if !args.peers.is_empty() && !peers_authenticated {
             return Err(
@@ -449,6 +463,7 @@ impl NodeConfig {
             snapshot_logs: args.snapshot_logs,
             block_cache_mb: args.block_cache_mb,
             fault_injection: args.fault_injection,
+            clock_offset_ms: args.clock_offset_ms,
             tls,
             auth_file: args.auth_file.clone(),
             peer_secret_file: args.peer_secret_file.clone(),

@@ -8,11 +8,12 @@
 //! answered at once with `RESOURCE_EXHAUSTED` (load shedding) instead of growing latency.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ledger_core::{Command, CommandResults, EVENTS_PER_BATCH_MAX};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::clock::Clock;
 use crate::error::NodeError;
 use crate::metrics::GroupCommitCounters;
 use crate::raft::types::{LedgerRequest, Raft};
@@ -52,10 +53,11 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Starts the committer task for `raft`, counting into `stats`.
-    pub fn start(raft: Raft, stats: GroupCommitCounters) -> Self {
+    /// Starts the committer task for `raft`, stamping entries with `clock`'s cluster time,
+    /// counting into `stats`.
+    pub fn start(raft: Raft, clock: Arc<Clock>, stats: GroupCommitCounters) -> Self {
         let (tx, rx) = mpsc::channel(PROPOSALS_QUEUED_MAX);
-        tokio::spawn(run(raft, rx, stats.clone()));
+        tokio::spawn(run(raft, clock, rx, stats.clone()));
         Self { tx, stats }
     }
 
@@ -98,7 +100,12 @@ impl GroupCommitter {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, stats: GroupCommitCounters) {
+async fn run(
+    raft: Raft,
+    clock: Arc<Clock>,
+    mut rx: mpsc::Receiver<Proposal>,
+    stats: GroupCommitCounters,
+) {
     let slots = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
     loop {
         // Wait for a free slot first: while we wait, requests accumulate into a bigger entry.
@@ -122,15 +129,15 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, stats: GroupCommitCou
         stats.entries.inc();
         stats.requests.inc_by(batch.len() as u64);
         stats.batch_requests.observe(batch.len() as f64);
-        let raft = raft.clone();
+        let (raft, clock) = (raft.clone(), clock.clone());
         tokio::spawn(async move {
-            propose(&raft, batch).await;
+            propose(&raft, &clock, batch).await;
             drop(permit);
         });
     }
 }
 
-async fn propose(raft: &Raft, batch: Vec<Proposal>) {
+async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
     let mut commands = Vec::with_capacity(batch.len());
     let mut request_ids = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -140,9 +147,26 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
         replies.push(p.reply);
     }
     let count = replies.len();
+    // Cluster time, bounded by a quorum of clocks; refused (nothing proposed) without one.
+    let timestamp = {
+        let metrics = raft.metrics().borrow().clone();
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        clock.cluster_time(metrics.id, voters)
+    };
+    let timestamp = match timestamp {
+        Ok(timestamp) => timestamp,
+        Err(unsynchronized) => {
+            tracing::warn!(error = %unsynchronized, "not proposing: clocks disagree");
+            let error = NodeError::Unavailable(unsynchronized.to_string());
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        }
+    };
     tracing::debug!(?request_ids, "proposing one entry");
     let request = LedgerRequest {
-        timestamp: wall_clock_ns(),
+        timestamp,
         commands,
         request_ids,
     };
@@ -166,13 +190,4 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
             }
         }
     }
-}
-
-/// The leader's wall clock in nanoseconds since the Unix epoch; apply keeps cluster time
-/// monotonic whatever this returns.
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }

@@ -2,7 +2,8 @@
 //!
 //! Where a client's transfer goes, by file:
 //! - `grpc/ledger_service.rs`: decoded and checked (`INVALID_ARGUMENT` names the field);
-//! - `group_commit.rs`: coalesced with concurrent requests into one Raft entry;
+//! - `group_commit.rs`: coalesced with concurrent requests into one Raft entry, stamped with
+//!   cluster time (`clock.rs`: the leader's clock, bounded by a quorum of clocks);
 //! - `raft/log_store.rs`: made durable (fsynced) in the Raft log;
 //! - `raft/network.rs`, `grpc/raft_service.rs`: replicated to the followers;
 //! - `raft/state_machine.rs`: applied by ledger-core on every node, and written to RocksDB
@@ -14,6 +15,7 @@
 //! errors to gRPC statuses; `metrics.rs` and `http.rs` are what operators watch.
 
 pub mod backup;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod group_commit;

@@ -12,8 +12,10 @@
 //! | `ledger_rocksdb_size_bytes` | gauge | `cf`, `kind` | per column family: `sst` (live SST files) and `memtable` bytes |
 //! | `ledger_group_commit_entries_total`, `ledger_group_commit_requests_total`, `ledger_requests_shed_total` | counter | | group commit on the leader |
 //! | `ledger_group_commit_batch_requests` | histogram | | client requests per Raft entry |
-//! | `ledger_peer_refusals_total` | counter | `reason` | Raft calls refused on the peer port: `unauthenticated`, `wrong_cluster`, `peer_mismatch`, `not_a_member`, `limit` |
+//! | `ledger_peer_refusals_total` | counter | `reason` | Raft calls refused on the peer port: `unauthenticated`, `wrong_cluster`, `peer_mismatch`, `not_a_member`, `wrong_incarnation`, `unknown_incarnation`, `limit` |
 //! | `ledger_insecure` | gauge | | 1 when the node was started with `--insecure` and lacks TLS or an auth file |
+//! | `ledger_clock_offset_seconds` | gauge | `peer` | each peer's wall clock minus this node's, from the latest round trip (`clock.rs`) |
+//! | `ledger_clock_unsynchronized_total` | counter | | proposals a leader refused because no majority of voters' clocks agreed |
 //!
 //! Request metrics are taken by [`MetricsLayer`] around every gRPC service; Raft gauges and
 //! RocksDB sizes are read when `/metrics` is scraped.
@@ -135,6 +137,7 @@ pub struct Metrics {
     pub storage: StorageCounters,
     pub group_commit: GroupCommitCounters,
     pub security: SecurityCounters,
+    pub clock: crate::clock::ClockMetrics,
     term: Gauge,
     leader_id: Gauge,
     is_leader: Gauge,
@@ -234,6 +237,18 @@ impl Metrics {
             "1 when the node runs insecure on purpose (--insecure without TLS or auth)",
             security.insecure.clone(),
         );
+        let clock = crate::clock::ClockMetrics::default();
+        registry.register_with_unit(
+            "ledger_clock_offset",
+            "Each peer's wall clock minus this node's, from the latest round trip",
+            Unit::Seconds,
+            clock.offsets.clone(),
+        );
+        registry.register(
+            "ledger_clock_unsynchronized",
+            "Proposals refused because no majority of voters' clocks agreed",
+            clock.unsynchronized.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -291,6 +306,7 @@ impl Metrics {
             storage,
             group_commit,
             security,
+            clock,
             term,
             leader_id,
             is_leader,

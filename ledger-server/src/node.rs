@@ -27,10 +27,11 @@ use crate::error::NodeError;
 use crate::group_commit::GroupCommitter;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::raft::identity;
 use crate::raft::log_store::{open_db, LogStore};
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::LedgerStateMachine;
-use crate::raft::types::{LedgerNode, Raft};
+use crate::raft::types::Raft;
 use crate::security::auth::{AuthPolicy, Authenticator};
 use crate::security::limits::{ConnectionSlots, CountedStream, PEER_CONNECTIONS_PER_ADDRESS_MAX};
 use crate::security::peer::{PeerAuthPolicy, PeerSecret};
@@ -50,7 +51,8 @@ const IDENTITY_FILE: &str = "node.json";
 /// The format of the stored log, state and snapshots. 2: every member records a client and a
 /// peer address (the peer port). A directory of format 1 holds memberships this build cannot
 /// read; it is refused at start, never misread.
-pub const DATA_DIR_FORMAT: u32 = 2;
+/// 3: every member also records its incarnation (`raft/identity.rs`).
+pub const DATA_DIR_FORMAT: u32 = 3;
 
 fn first_format() -> u32 {
     1
@@ -81,6 +83,12 @@ pub struct Node {
     /// The address the other nodes reach this node's peer port at.
     pub advertise_peer_addr: String,
     pub raft: Raft,
+    /// This node's incarnation (`raft/identity.rs`).
+    pub incarnation: u64,
+    /// This node's wall clock and its peers' offsets (`clock.rs`).
+    pub clock: Arc<crate::clock::Clock>,
+    /// Calls to the peers outside Raft (`Identify`), on Raft's channels.
+    pub peers: NetworkFactory<crate::raft::types::TypeConfig>,
     pub db: Arc<DB>,
     pub committer: GroupCommitter,
     pub health: Arc<Health>,
@@ -187,7 +195,7 @@ fn check_identity(dir: &Path, expected: &Identity) -> Result<(), StartError> {
             if found.format != expected.format {
                 return Err(err(format!(
                     "holds data of format {}, and this build reads format {} (members with a \
-                     separate peer port); move the node to a new data directory and re-add it, \
+                     separate peer port and an incarnation); move the node to a new data directory and re-add it, \
                      or restore a backup taken with this build (docs/operations.md)",
                     found.format, expected.format
                 )));
@@ -326,7 +334,10 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             "raft log damaged: {e}; this node must be replaced (docs/operations.md)"
         ))
     })?;
-    tracing::info!(entries, "raft log verified");
+    let incarnation = log_store
+        .incarnation()
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    tracing::info!(entries, incarnation = %format!("{incarnation:016x}"), "raft log verified");
     let health = Arc::new(Health::new(
         log_store.corrupted_flag(),
         log_store.poisoned_flag(),
@@ -354,14 +365,19 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     }
     .validate()
     .map_err(|e| StartError::Raft(e.to_string()))?;
+    let clock = Arc::new(crate::clock::Clock::new(metrics.clock.clone()));
+    #[cfg(feature = "fault-injection")]
+    clock.shift(config.clock_offset_ms);
     let network = NetworkFactory::new(config.cluster.clone(), config.node_id)
         .with_routes(config.routes.iter().cloned())
         .with_tls(tls.as_ref().map(TlsSettings::peer_client_config))
-        .with_peer_secret(peer_secret.as_ref().map(|s| s.header_value()));
+        .with_peer_secret(peer_secret.as_ref().map(|s| s.header_value()))
+        .with_incarnation(incarnation)
+        .with_clock(clock.clone());
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        network,
+        network.clone(),
         log_store,
         state_machine,
     )
@@ -374,29 +390,53 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if !initialized {
-            let mut nodes = BTreeMap::new();
-            for (id, addr, peer) in members {
-                // This node's own entry uses the addresses it actually listens on.
-                let node = if *id == config.node_id {
-                    LedgerNode::new(advertise_addr.clone(), advertise_peer_addr.clone())
-                } else {
-                    LedgerNode::new(addr.clone(), peer.clone())
-                };
-                nodes.insert(*id, node);
+            // This node's own entry uses the addresses it actually listens on.
+            let members: BTreeMap<u64, (String, String)> = members
+                .iter()
+                .map(|(id, addr, peer)| {
+                    let addrs = if *id == config.node_id {
+                        (advertise_addr.clone(), advertise_peer_addr.clone())
+                    } else {
+                        (addr.clone(), peer.clone())
+                    };
+                    (*id, addrs)
+                })
+                .collect();
+            let own_id = config.node_id;
+            let alone = members.len() == 1;
+            let (raft, network) = (raft.clone(), network.clone());
+            let bootstrap = async move {
+                match identity::gather_patiently(&network, own_id, incarnation, &members).await {
+                    Ok(nodes) => {
+                        tracing::info!(?nodes, "initializing a new cluster");
+                        if let Err(e) = raft.initialize(nodes).await {
+                            tracing::error!(error = %e, "cannot initialize the cluster");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "not initializing the cluster"),
+                }
+            };
+            // A cluster of one is initialized before the node serves; a larger one once every
+            // member has told its incarnation, while this node serves (they may be waiting
+            // for it).
+            if alone {
+                bootstrap.await;
+            } else {
+                tokio::spawn(bootstrap);
             }
-            tracing::info!(?nodes, "initializing a new cluster");
-            raft.initialize(nodes)
-                .await
-                .map_err(|e| StartError::Raft(e.to_string()))?;
         }
     }
 
-    let committer = GroupCommitter::start(raft.clone(), metrics.group_commit.clone());
+    let committer =
+        GroupCommitter::start(raft.clone(), clock.clone(), metrics.group_commit.clone());
     let node = Arc::new(Node {
         config,
         advertise_addr,
         advertise_peer_addr,
         raft,
+        incarnation,
+        clock,
+        peers: network,
         db,
         committer,
         health,

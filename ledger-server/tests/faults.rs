@@ -1,5 +1,6 @@
-//! Faults on real processes: a damaged log entry, a node that lost its disk and is replaced
-//! by the documented procedure, and a leader cut off from its quorum.
+//! Faults on real processes: a damaged log entry, a node that lost its disk (replaced by the
+//! documented procedure, and kept out of elections until it is), and a leader cut off from its
+//! quorum.
 
 mod support;
 
@@ -7,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use ledger_client::proto::admin::{AddLearnerRequest, ChangeMembershipRequest};
 use ledger_client::proto::ledger as pb;
+use ledger_client::proto::ledger::ledger_client::LedgerClient;
 use ledger_server::raft::log_store::{open_db, LogStore, LOG_CF};
 use ledger_server::raft::types::TypeConfig;
 use support::*;
+use tonic::transport::Channel;
 
 const CREATED: u32 = 0;
 const EXISTS: u32 = 33;
@@ -153,6 +156,202 @@ async fn a_wiped_follower_is_replaced_and_catches_up_by_snapshot() {
         .expect("commit with the replaced node");
     assert_eq!(r.results, vec![CREATED]);
     h.cluster.signal(pause, "CONT").unwrap();
+}
+
+/// Runs `ledgerctl` with `args` against `endpoints`; returns its JSON output.
+fn ledgerctl_json(args: &[&str], endpoints: &str) -> serde_json::Value {
+    let server = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    let output = std::process::Command::new(server.with_file_name("ledgerctl"))
+        .args(args)
+        .arg("--json")
+        .env("LEDGER_ENDPOINTS", endpoints)
+        .output()
+        .expect("run ledgerctl (built beside ledger-server by `cargo build --workspace`)");
+    assert!(
+        output.status.success(),
+        "ledgerctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ledgerctl --json prints JSON")
+}
+
+/// The sequence of a lost disk (docs/consistency.md, "Node identity"): a follower lags, the
+/// other follower loses its disk and starts empty, the leader crashes. The lagging node must not
+/// win an election with the empty node's vote: that would truncate acknowledged transfers. The
+/// cluster stays unavailable until the leader returns, loses nothing, and the empty node rejoins
+/// only when an operator replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_back_with_an_empty_disk_neither_votes_nor_loses_acknowledged_transfers() {
+    let mut h = Harness::start(3, &[]);
+    let leader = h.leader().await;
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (lagging, lost) = (followers[0], followers[1]);
+    let mut client = h.ledger(leader).await;
+    create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
+
+    // Acknowledged while `lagging` hears nothing: these live on the leader and on `lost` only.
+    h.cluster.signal(lagging, "STOP").expect("pause");
+    let acknowledged: Vec<u128> = (1_000..1_050).collect();
+    for id in &acknowledged {
+        let r = create_transfers(&mut client, vec![transfer(*id, 1, 2, 1)])
+            .await
+            .expect("acknowledged by the leader and one follower");
+        assert_eq!(r.results, vec![CREATED]);
+    }
+    // `lost` loses its disk and comes back empty; then the leader crashes.
+    h.cluster.kill(lost).expect("kill");
+    h.cluster.wipe(lost).expect("wipe");
+    h.cluster.restart(lost).expect("start empty");
+    h.cluster.kill(leader).expect("kill the leader");
+    h.cluster.signal(lagging, "CONT").expect("resume");
+
+    // Many election timeouts: nobody may lead. A leader here could only be `lagging`, elected
+    // with the empty node's vote, without the acknowledged transfers.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline {
+        for id in [lagging, lost] {
+            if let Some(s) = h.status(id).await {
+                assert!(
+                    s.state != "Leader",
+                    "node {id} leads without the acknowledged transfers: {s:?}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let empty = h.status(lost).await.expect("status of the empty node");
+    assert_eq!(empty.last_log_index, 0, "the empty node took no entries");
+    assert!(
+        !empty.healthy && empty.unhealthy_reason.contains("replace"),
+        "the empty node says what it needs: {empty:?}"
+    );
+
+    // The old leader returns: it and `lagging` are a quorum, and nothing acknowledged is lost.
+    h.cluster.restart(leader).expect("restart the leader");
+    let new_leader = h
+        .leader_among(&[leader, lagging], Duration::from_secs(30))
+        .await;
+    let mut client = h.ledger(new_leader).await;
+    let found = lookup_transfers(
+        &mut client,
+        &acknowledged,
+        pb::ReadConsistency::Linearizable,
+    )
+    .await
+    .transfers
+    .len();
+    assert_eq!(found, acknowledged.len(), "acknowledged transfers lost");
+    assert_eq!(
+        h.status(lost).await.expect("status").last_log_index,
+        0,
+        "still out until replaced"
+    );
+
+    // The documented procedure brings it back: `ledgerctl cluster replace`.
+    let endpoints = format!("{},{}", h.endpoint(leader), h.endpoint(lagging));
+    let replaced = ledgerctl_json(
+        &["cluster", "replace", "--node-id", &lost.to_string()],
+        &endpoints,
+    );
+    assert_eq!(replaced["voter"], true, "{replaced}");
+    let members = ledgerctl_json(&["cluster", "members"], &endpoints);
+    let recorded = members["voters"]
+        .as_array()
+        .expect("voters")
+        .iter()
+        .find(|m| m["node_id"] == lost)
+        .map(|m| m["incarnation"].clone())
+        .expect("a voter again");
+    let own = h.status(lost).await.expect("status").incarnation;
+    assert_eq!(
+        recorded,
+        format!("{own:016x}"),
+        "its new incarnation is recorded"
+    );
+    converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
+    let mut c = h.ledger(lost).await;
+    let accounts = lookup_accounts(&mut c, &[2], pb::ReadConsistency::Stale).await;
+    assert_eq!(
+        u128::from(accounts.accounts[0].credits_posted.unwrap()),
+        acknowledged.len() as u128
+    );
+}
+
+/// Nanoseconds since the Unix epoch by this test's clock (the right one).
+fn true_now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as i128
+}
+
+/// The cluster time a transfer was stamped with.
+async fn stamped(client: &mut LedgerClient<Channel>, id: u128) -> i128 {
+    let found = lookup_transfers(client, &[id], pb::ReadConsistency::Linearizable).await;
+    found
+        .transfers
+        .first()
+        .expect("the transfer exists")
+        .timestamp as i128
+}
+
+/// One node's clock is a day ahead (docs/consistency.md, "Time"). It becomes leader after a
+/// one-hour hold was made: its writes must neither expire the hold nor carry its own time, and
+/// once a right clock leads again, cluster time is the right time (no freeze a day ahead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_clock_is_a_day_ahead_neither_expires_holds_nor_moves_cluster_time() {
+    const DAY_NS: i128 = 86_400 * 1_000_000_000;
+    const SLACK_NS: i128 = 5_000_000_000;
+    let ahead = 3;
+    let mut h = Harness::start_with(
+        3,
+        &["--fault-injection"],
+        &[(ahead, &["--clock-offset-ms", "86400000"])],
+    );
+    let right = (1..=3).find(|id| *id != ahead).expect("a right clock");
+    h.make_leader(right).await;
+    let mut client = h.ledger(right).await;
+    create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
+    let hold = pb::Transfer {
+        flags: u32::from(ledger_core::TransferFlags::PENDING.0),
+        timeout: 3_600,
+        ..transfer(10, 1, 2, 7)
+    };
+    let r = create_transfers(&mut client, vec![hold])
+        .await
+        .expect("hold");
+    assert_eq!(r.results, vec![CREATED]);
+
+    h.make_leader(ahead).await;
+    let mut skewed = h.ledger(ahead).await;
+    let r = create_transfers(&mut skewed, vec![transfer(11, 1, 2, 1)])
+        .await
+        .expect("the skewed leader writes, at the majority's time");
+    assert_eq!(r.results, vec![CREATED]);
+    let accounts = lookup_accounts(&mut skewed, &[1], pb::ReadConsistency::Linearizable).await;
+    assert_eq!(
+        u128::from(accounts.accounts[0].debits_pending.expect("pending")),
+        7,
+        "the one-hour hold expired early"
+    );
+    let at = stamped(&mut skewed, 11).await;
+    assert!(
+        (at - true_now_ns()).abs() < SLACK_NS,
+        "stamped {:.1} h from the right time",
+        (at - true_now_ns()) as f64 / 3.6e12
+    );
+
+    h.make_leader(right).await;
+    let mut client = h.ledger(right).await;
+    create_transfers(&mut client, vec![transfer(12, 1, 2, 1)])
+        .await
+        .expect("write");
+    let at = stamped(&mut client, 12).await;
+    assert!(
+        (at - true_now_ns()).abs() < SLACK_NS && at < true_now_ns() + DAY_NS / 2,
+        "cluster time froze ahead: {:.1} h from the right time",
+        (at - true_now_ns()) as f64 / 3.6e12
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,12 +565,15 @@ async fn raft_rpcs_from_a_node_that_is_not_a_member_are_refused() {
     .unwrap();
     // With the cluster's peer secret, as a node (or a node removed from it) would send.
     let secret = h.peer_secret();
+    let incarnation = h.status(1).await.expect("status").incarnation;
     let request = |from| {
         let mut request = tonic::Request::new(ledger_client::proto::raft::RaftRequest {
             cluster_name: "ledger".into(),
             from_node_id: from,
             payload: vec![1, 2, 3],
             crc32: 0,
+            from_incarnation: incarnation,
+            to_incarnation: incarnation,
         });
         request.metadata_mut().insert(
             ledger_server::security::peer::PEER_SECRET_HEADER,

@@ -47,6 +47,7 @@ fn forged(from: u64) -> Vec<(&'static str, RaftRequest)> {
         from_node_id: from,
         payload: payload.0,
         crc32: payload.1,
+        ..Default::default()
     };
     let request_vote = VoteRequest {
         vote: Vote::new(FORGED_TERM, from),
@@ -208,14 +209,45 @@ async fn forged_raft_messages_without_credentials_change_nothing() {
         .find(|id| *id != leader)
         .expect("a follower");
     let (rpc, envelope) = forged(leader).swap_remove(1);
-    send(
-        &h.cluster.peer_addr(follower).to_string(),
-        rpc,
-        envelope,
-        Some(&secret),
-    )
-    .await
-    .expect("an authenticated append is handled");
+    let leader_incarnation = h.status(leader).await.expect("status").incarnation;
+    let follower_incarnation = h.status(follower).await.expect("status").incarnation;
+    let follower_peer = h.cluster.peer_addr(follower).to_string();
+    // The same append from another incarnation of the leader (one that lost its data), or
+    // meant for another incarnation of the follower, is refused, and moves no term.
+    for (from, to, code, reason) in [
+        (
+            leader_incarnation ^ 1,
+            follower_incarnation,
+            Code::PermissionDenied,
+            "LEDGER_UNKNOWN_INCARNATION",
+        ),
+        (
+            leader_incarnation,
+            follower_incarnation ^ 1,
+            Code::FailedPrecondition,
+            "LEDGER_WRONG_INCARNATION",
+        ),
+    ] {
+        let envelope = RaftRequest {
+            from_incarnation: from,
+            to_incarnation: to,
+            ..envelope.clone()
+        };
+        let status = send(&follower_peer, rpc, envelope, Some(&secret))
+            .await
+            .expect_err("another incarnation is refused");
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().starts_with(reason), "{status:?}");
+    }
+    assert!(h.status(follower).await.expect("status").current_term < FORGED_TERM);
+    let envelope = RaftRequest {
+        from_incarnation: leader_incarnation,
+        to_incarnation: follower_incarnation,
+        ..envelope
+    };
+    send(&follower_peer, rpc, envelope, Some(&secret))
+        .await
+        .expect("an authenticated append is handled");
     let term = h.status(follower).await.expect("status").current_term;
     assert!(
         term >= FORGED_TERM,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ledger_client::proto::raft::raft_client::RaftClient;
 use ledger_client::proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
-use ledger_client::proto::raft::{RaftReply, RaftRequest};
+use ledger_client::proto::raft::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest};
 use ledger_server::grpc::raft_server;
 use ledger_server::grpc::raft_service::RaftService;
 use ledger_server::raft::network::{seal, unseal, NetworkFactory, RAFT_MESSAGE_BYTES_MAX};
@@ -381,6 +381,13 @@ impl RaftRpc for CountingRaftService {
         self.snapshot_chunks.fetch_add(1, Ordering::Relaxed);
         self.inner.install_snapshot(request).await
     }
+
+    async fn identify(
+        &self,
+        request: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyReply>, Status> {
+        self.inner.identify(request).await
+    }
 }
 
 struct TestNode {
@@ -696,6 +703,7 @@ fn vote_envelope(cluster_name: &str) -> RaftRequest {
         from_node_id: 2,
         payload,
         crc32,
+        ..Default::default()
     }
 }
 
@@ -827,6 +835,13 @@ impl RaftRpc for Silent {
         &self,
         _request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        std::future::pending().await
+    }
+
+    async fn identify(
+        &self,
+        _request: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyReply>, Status> {
         std::future::pending().await
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ledger_client::proto::admin as pb;
 use ledger_client::proto::admin::admin_server::Admin;
@@ -12,6 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::error::NodeError;
 use crate::grpc::status::to_status;
 use crate::node::Node;
+use crate::raft::identity::{self, GatherError, IDENTIFY_TIMEOUT_MS};
 use crate::raft::log_store::saved_committed_index;
 use crate::raft::snapshot_install::refuse_incomplete_state;
 use crate::raft::state_machine::read_applied;
@@ -37,6 +39,7 @@ fn membership_to_pb(m: &StoredMembership) -> pb::Membership {
             node_id: *id,
             address: node.addr.clone(),
             peer_address: node.peer_addr.clone(),
+            incarnation: node.incarnation,
         };
         if voters.contains(id) {
             out.voters.push(member);
@@ -150,7 +153,7 @@ impl Admin for AdminService {
         if r.members.is_empty() {
             return Err(to_status(NodeError::invalid("members", "no members given")));
         }
-        let mut nodes = BTreeMap::new();
+        let mut members = BTreeMap::new();
         for (i, m) in r.members.iter().enumerate() {
             if m.node_id == 0 {
                 return Err(to_status(NodeError::invalid(
@@ -160,11 +163,30 @@ impl Admin for AdminService {
             }
             check_address(&format!("members[{i}].address"), &m.address)?;
             check_address(&format!("members[{i}].peer_address"), &m.peer_address)?;
-            nodes.insert(
-                m.node_id,
-                LedgerNode::new(m.address.clone(), m.peer_address.clone()),
-            );
+            members.insert(m.node_id, (m.address.clone(), m.peer_address.clone()));
         }
+        if self.node.raft.is_initialized().await.unwrap_or(false) {
+            return Err(Status::failed_precondition(
+                "LEDGER_ALREADY_INITIALIZED: this node already belongs to an initialized cluster",
+            ));
+        }
+        // Each member tells its incarnation; one that already belongs to a cluster refuses.
+        let nodes = identity::gather(
+            &self.node.peers,
+            self.node.config.node_id,
+            self.node.incarnation,
+            &members,
+        )
+        .await
+        .map_err(|e| match e {
+            GatherError::Unreachable(why) => Status::unavailable(format!(
+                "LEDGER_UNAVAILABLE: cannot read every member's identity, nothing initialized: \
+                 {why}"
+            )),
+            GatherError::AlreadyInitialized(_) => {
+                Status::failed_precondition(format!("LEDGER_ALREADY_INITIALIZED: {e}"))
+            }
+        })?;
         self.node
             .raft
             .initialize(nodes)
@@ -184,12 +206,47 @@ impl Admin for AdminService {
         check_address("address", &r.address)?;
         check_address("peer_address", &r.peer_address)?;
         self.node.check_writable().map_err(to_status)?;
+        // The membership records the incarnation the node itself reports (raft/identity.rs).
+        let identity = self
+            .node
+            .peers
+            .identify(
+                r.node_id,
+                &r.peer_address,
+                Duration::from_millis(IDENTIFY_TIMEOUT_MS),
+            )
+            .await
+            .map_err(|why| {
+                Status::unavailable(format!(
+                    "LEDGER_UNAVAILABLE: cannot read node {}'s identity at its peer port, \
+                     nothing changed: {why}",
+                    r.node_id
+                ))
+            })?;
+        let recorded = self
+            .node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&r.node_id)
+            .map(|n| n.incarnation);
+        if let Some(recorded) = recorded.filter(|i| *i != identity.incarnation) {
+            return Err(Status::failed_precondition(format!(
+                "LEDGER_WRONG_INCARNATION: node {} is a member as incarnation {recorded:016x}, \
+                 and the node at {} is incarnation {:016x} (its data was lost or replaced): \
+                 remove it from the membership first, then add it (`ledgerctl cluster replace \
+                 --node-id {}`, docs/operations.md)",
+                r.node_id, r.peer_address, identity.incarnation, r.node_id
+            )));
+        }
         let response = self
             .node
             .raft
             .add_learner(
                 r.node_id,
-                LedgerNode::new(r.address, r.peer_address),
+                LedgerNode::new(r.address, r.peer_address, identity.incarnation),
                 r.blocking,
             )
             .await
@@ -285,6 +342,7 @@ impl Admin for AdminService {
             millis_since_quorum_ack: m.millis_since_quorum_ack.unwrap_or(0),
             peer_address: self.node.advertise_peer_addr.clone(),
             insecure: self.node.config.insecure.clone().unwrap_or_default(),
+            incarnation: self.node.incarnation,
         }))
     }
 

@@ -54,6 +54,8 @@ pub fn peer_router(
     auth: PeerAuthPolicy,
 ) -> Result<Router<PeerLayers>, tonic::transport::Error> {
     let service = raft_service::RaftService::new(node.raft.clone(), node.config.cluster.clone())
+        .with_incarnation(node.incarnation, node.health.clone())
+        .with_clock(node.clock.clone())
         .with_counters(node.metrics.security.clone());
     #[cfg(feature = "fault-injection")]
     let service = service.with_blocked_peers(node.blocked_peers.clone());
@@ -118,6 +120,7 @@ pub fn raft_server<C>(
 ) -> RaftServer<raft_service::RaftService<C>>
 where
     C: RaftTypeConfig<NodeId = u64>,
+    C::Node: crate::raft::network::PeerAddress,
 {
     RaftServer::new(raft_service::RaftService::new(raft, cluster_name))
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)

@@ -10,16 +10,21 @@
 //! 1. the sender's cluster name must be this node's (`PERMISSION_DENIED`, `LEDGER_WRONG_CLUSTER`),
 //!    so that a node of another cluster, or one left over from a previous deployment on the same
 //!    addresses, can neither vote here nor append to this log; the sender must be a member;
-//! 2. the payload's crc32 must match (`DATA_LOSS`, `LEDGER_CORRUPT_MESSAGE`): damaged bytes are
+//! 2. the request must be meant for this node's incarnation (`FAILED_PRECONDITION`,
+//!    `LEDGER_WRONG_INCARNATION`), and come from the incarnation this node's membership
+//!    records for the sender (`PERMISSION_DENIED`, `LEDGER_UNKNOWN_INCARNATION`): a node that
+//!    lost its data is not the member its peers know, and neither votes, takes entries, nor
+//!    is heard until it is replaced (`raft/identity.rs`);
+//! 3. the payload's crc32 must match (`DATA_LOSS`, `LEDGER_CORRUPT_MESSAGE`): damaged bytes are
 //!    never decoded;
-//! 3. the payload must decode as the RPC's openraft request (`INVALID_ARGUMENT`,
+//! 4. the payload must decode as the RPC's openraft request (`INVALID_ARGUMENT`,
 //!    `LEDGER_INVALID_ARGUMENT`, naming the message that failed).
 //!
 //! The request then goes to the local openraft core, and its `Result` (openraft's own errors
 //! included) goes back sealed with a crc32, the mirror of `raft/network.rs`.
 
 use ledger_client::proto::raft::raft_server::Raft as RaftRpc;
-use ledger_client::proto::raft::{RaftReply, RaftRequest};
+use ledger_client::proto::raft::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
 use openraft::{Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
@@ -27,13 +32,20 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::metrics::SecurityCounters;
-use crate::raft::network::{seal, unseal, PayloadError};
+use crate::raft::identity::{check_incarnations, IncarnationRefusal};
+use crate::raft::network::{seal, unseal, PayloadError, PeerAddress};
 use crate::security::auth::should_log_refusal;
 
 /// The gRPC service of Raft's RPCs for one node of cluster `cluster_name`.
 pub struct RaftService<C: RaftTypeConfig> {
     raft: Raft<C>,
     cluster_name: String,
+    /// This node's incarnation (0: none, in tests of the network layer).
+    incarnation: u64,
+    /// Told when a call is meant for another incarnation of this node.
+    health: Option<std::sync::Arc<crate::health::Health>>,
+    /// Read into every reply, for the sender's sample of this node's clock (`clock.rs`).
+    clock: std::sync::Arc<crate::clock::Clock>,
     counters: SecurityCounters,
     #[cfg(feature = "fault-injection")]
     blocked: BlockedPeers,
@@ -69,16 +81,38 @@ fn refuse(
 impl<C> RaftService<C>
 where
     C: RaftTypeConfig<NodeId = u64>,
+    C::Node: PeerAddress,
 {
     /// Returns the service that hands the RPCs of cluster `cluster_name` to `raft`.
     pub fn new(raft: Raft<C>, cluster_name: impl Into<String>) -> Self {
         Self {
             raft,
             cluster_name: cluster_name.into(),
+            incarnation: 0,
+            health: None,
+            clock: Default::default(),
             counters: SecurityCounters::default(),
             #[cfg(feature = "fault-injection")]
             blocked: BlockedPeers::default(),
         }
+    }
+
+    /// Serves as this incarnation (`raft/identity.rs`), and reports calls meant for another
+    /// one to `health`.
+    pub fn with_incarnation(
+        mut self,
+        incarnation: u64,
+        health: std::sync::Arc<crate::health::Health>,
+    ) -> Self {
+        self.incarnation = incarnation;
+        self.health = Some(health);
+        self
+    }
+
+    /// Answers with this clock's reading.
+    pub fn with_clock(mut self, clock: std::sync::Arc<crate::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Counts refusals in these counters (the node's metrics).
@@ -137,12 +171,12 @@ where
         // Only members may speak Raft to a member. A node with no membership yet (new or
         // wiped, waiting to be added) accepts the leader that adds it.
         let membership = self.raft.metrics().borrow().membership_config.clone();
-        let mut members = membership
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .peekable();
-        if members.peek().is_some() && !members.any(|id| id == request.from_node_id) {
+        let mut members = membership.membership().nodes().peekable();
+        let has_members = members.peek().is_some();
+        let sender = members
+            .find(|(id, _)| **id == request.from_node_id)
+            .map(|(_, node)| node.incarnation());
+        if has_members && sender.is_none() {
             return Err(refuse(
                 &self.counters,
                 "not_a_member",
@@ -154,6 +188,39 @@ where
                     request.from_node_id
                 )),
             ));
+        }
+        if let Err(refusal) = check_incarnations(
+            self.incarnation,
+            sender,
+            request.from_incarnation,
+            request.to_incarnation,
+        ) {
+            if let (IncarnationRefusal::NotMe { .. }, Some(health)) = (&refusal, &self.health) {
+                health.note_not_the_member(format!(
+                    "node {} refuses Raft calls meant for the member it was: {refusal}",
+                    self.raft.metrics().borrow().id
+                ));
+            }
+            let status = match refusal {
+                IncarnationRefusal::NotMe { .. } => Status::failed_precondition(format!(
+                    "LEDGER_WRONG_INCARNATION: {rpc} from node {}: {refusal}",
+                    request.from_node_id
+                )),
+                IncarnationRefusal::UnknownSender { .. } => Status::permission_denied(format!(
+                    "LEDGER_UNKNOWN_INCARNATION: {rpc} from node {}: {refusal}",
+                    request.from_node_id
+                )),
+            };
+            return Err(refuse(
+                &self.counters,
+                refusal.reason(),
+                rpc,
+                request.from_node_id,
+                status,
+            ));
+        }
+        if let Some(health) = &self.health {
+            health.note_the_member();
         }
         #[cfg(feature = "fault-injection")]
         if self
@@ -183,32 +250,69 @@ where
     }
 }
 
-/// Seals the core's `Result` into a reply.
-fn reply<T: Serialize>(rpc: &'static str, result: &T) -> Result<Response<RaftReply>, Status> {
+/// Seals the core's `Result` into a reply, with this node's clock reading.
+fn reply<T: Serialize>(
+    rpc: &'static str,
+    result: &T,
+    clock: &crate::clock::Clock,
+) -> Result<Response<RaftReply>, Status> {
     let (payload, crc32) = seal(result).map_err(|e| {
         Status::internal(format!("LEDGER_INTERNAL: {rpc} reply does not encode: {e}"))
     })?;
-    Ok(Response::new(RaftReply { payload, crc32 }))
+    Ok(Response::new(RaftReply {
+        payload,
+        crc32,
+        wall_clock_ns: clock.now_ns(),
+    }))
 }
 
 #[tonic::async_trait]
 impl<C> RaftRpc for RaftService<C>
 where
     C: RaftTypeConfig<NodeId = u64>,
+    C::Node: PeerAddress,
 {
+    async fn identify(
+        &self,
+        request: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyReply>, Status> {
+        let request = request.into_inner();
+        if request.cluster_name != self.cluster_name {
+            return Err(refuse(
+                &self.counters,
+                "wrong_cluster",
+                "Identify",
+                request.from_node_id,
+                Status::permission_denied(format!(
+                    "LEDGER_WRONG_CLUSTER: Identify from node {} of cluster '{}'; this node \
+                     belongs to cluster '{}'",
+                    request.from_node_id, request.cluster_name, self.cluster_name
+                )),
+            ));
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        let initialized = metrics.membership_config.membership().nodes().count() > 0;
+        Ok(Response::new(IdentifyReply {
+            cluster_name: self.cluster_name.clone(),
+            node_id: metrics.id,
+            incarnation: self.incarnation,
+            initialized,
+        }))
+    }
+
     async fn append_entries(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         const RPC: &str = "AppendEntries";
         let rpc = self.open(RPC, request)?;
-        reply(RPC, &self.raft.append_entries(rpc).await)
+        reply(RPC, &self.raft.append_entries(rpc).await, &self.clock)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         const RPC: &str = "Vote";
         let rpc = self.open(RPC, request)?;
-        reply(RPC, &self.raft.vote(rpc).await)
+        reply(RPC, &self.raft.vote(rpc).await, &self.clock)
     }
 
     async fn install_snapshot(
@@ -234,6 +338,6 @@ where
         if let Err(e) = self.raft.append_entries(heartbeat).await {
             tracing::warn!(error = %e, "snapshot chunk's heartbeat refused");
         }
-        reply(RPC, &self.raft.install_snapshot(rpc).await)
+        reply(RPC, &self.raft.install_snapshot(rpc).await, &self.clock)
     }
 }

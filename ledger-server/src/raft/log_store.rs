@@ -6,7 +6,8 @@
 //!
 //! - `raft_log`: one record per entry, keyed by the entry's index as a big-endian `u64` so that
 //!   key order is log order;
-//! - `raft_meta`: the vote, the committed log id and the last purged log id.
+//! - `raft_meta`: the vote, the committed log id, the last purged log id, and the database's
+//!   incarnation (a random number drawn when the database is created; `raft/identity.rs`).
 //!
 //! Every record is stored as `[crc32 of the payload, 4 bytes big-endian][payload]`, the payload
 //! being the postcard encoding of the entry or metadata value.
@@ -106,6 +107,7 @@ const CHECKSUM_BYTES: usize = 4;
 const VOTE_KEY: &str = "vote";
 const COMMITTED_KEY: &str = "committed";
 const PURGED_KEY: &str = "last_purged";
+const INCARNATION_KEY: &str = "incarnation";
 
 /// Opens (creating if needed) the node's one RocksDB with every column family it uses: the Raft
 /// log and metadata, and [`STATE_COLUMN_FAMILIES`]. `block_cache_mb` bounds the block cache
@@ -420,6 +422,7 @@ where
     pub fn verify_all(&self) -> Result<u64, LogStoreError> {
         self.read_meta::<Vote<u64>>(VOTE_KEY)?;
         self.read_meta::<Option<LogId<u64>>>(COMMITTED_KEY)?;
+        self.read_meta::<u64>(INCARNATION_KEY)?;
         let purged = self.read_meta::<LogId<u64>>(PURGED_KEY)?;
         // After a purge the log continues right behind the purged entry: a first entry past
         // `purged + 1` means entries were lost at the log's head, which no neighbour shows.
@@ -476,6 +479,23 @@ where
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.write(batch, &options)
+    }
+
+    /// Returns this database's incarnation, drawing a random one (never 0) and storing it
+    /// (fsynced) the first time: a database created empty, because the node is new or because
+    /// its disk was lost, always has a new one. See `raft/identity.rs`.
+    pub fn incarnation(&self) -> Result<u64, LogStoreError> {
+        if let Some(incarnation) = self.read_meta::<u64>(INCARNATION_KEY)? {
+            return Ok(incarnation);
+        }
+        let incarnation = loop {
+            let drawn: u64 = rand::random();
+            if drawn != 0 {
+                break drawn;
+            }
+        };
+        self.write_meta_synced(INCARNATION_KEY, &incarnation)?;
+        Ok(incarnation)
     }
 
     fn read_meta<T: DeserializeOwned>(

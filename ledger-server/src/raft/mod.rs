@@ -1,7 +1,9 @@
 //! Raft: the entry format (`types.rs`), the durable log (`log_store.rs`), the state machine
-//! adapter (`state_machine.rs`), how it installs a snapshot (`snapshot_install.rs`) and the
-//! network to the other nodes (`network.rs`).
+//! adapter (`state_machine.rs`), how it installs a snapshot (`snapshot_install.rs`), the
+//! network to the other nodes (`network.rs`) and which copy of each node's data the cluster
+//! counts on (`identity.rs`).
 
+pub mod identity;
 pub mod log_store;
 pub mod network;
 pub mod snapshot_install;

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ledger_client::proto::raft::raft_client::RaftClient;
-use ledger_client::proto::raft::{RaftReply, RaftRequest};
+use ledger_client::proto::raft::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest};
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
     Unreachable,
@@ -51,6 +51,7 @@ use serde::Serialize;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::clock::Clock;
 use crate::config::HEARTBEAT_INTERVAL_MS;
 
 /// The node id type every configuration served by this network uses.
@@ -60,18 +61,29 @@ type NodeId = u64;
 pub trait PeerAddress {
     /// `host:port` of the member's Raft service.
     fn peer_addr(&self) -> &str;
+    /// The member's incarnation as the membership records it (`raft/identity.rs`); 0 where
+    /// none is recorded, which disables the checks.
+    fn incarnation(&self) -> u64;
 }
 
 impl PeerAddress for crate::raft::types::LedgerNode {
     fn peer_addr(&self) -> &str {
         &self.peer_addr
     }
+
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
 }
 
-/// Test configurations of the network layer record one address per node.
+/// Test configurations of the network layer record one address per node, and no incarnation.
 impl PeerAddress for BasicNode {
     fn peer_addr(&self) -> &str {
         &self.addr
+    }
+
+    fn incarnation(&self) -> u64 {
+        0
     }
 }
 
@@ -160,6 +172,10 @@ type ChannelCache = HashMap<NodeId, (String, Channel)>;
 pub struct NetworkFactory<C> {
     cluster_name: String,
     node_id: NodeId,
+    /// This node's incarnation, sent with every call (`raft/identity.rs`).
+    incarnation: u64,
+    /// This node's clock, told each peer's clock reading (`clock.rs`).
+    clock: Arc<Clock>,
     channels: Arc<Mutex<ChannelCache>>,
     /// Peers reached at another address than their membership's (`--route`).
     routes: Arc<HashMap<NodeId, String>>,
@@ -175,6 +191,8 @@ impl<C> Clone for NetworkFactory<C> {
         Self {
             cluster_name: self.cluster_name.clone(),
             node_id: self.node_id,
+            incarnation: self.incarnation,
+            clock: self.clock.clone(),
             channels: self.channels.clone(),
             routes: self.routes.clone(),
             tls: self.tls.clone(),
@@ -200,12 +218,70 @@ impl<C> NetworkFactory<C> {
         Self {
             cluster_name: cluster_name.into(),
             node_id,
+            incarnation: 0,
+            clock: Arc::default(),
             channels: Arc::new(Mutex::new(HashMap::new())),
             routes: Arc::new(HashMap::new()),
             tls: None,
             secret: None,
             _config: PhantomData,
         }
+    }
+
+    /// Learns the peers' clocks into `clock` from every reply.
+    pub fn with_clock(mut self, clock: Arc<Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sends this incarnation as this node's with every call.
+    pub fn with_incarnation(mut self, incarnation: u64) -> Self {
+        self.incarnation = incarnation;
+        self
+    }
+
+    /// Asks the node at `addr` (its peer port) who it is; `target` is the id the caller
+    /// expects there (the channel cache is keyed by it).
+    pub async fn identify(
+        &self,
+        target: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<IdentifyReply, String> {
+        let addr = self
+            .routes
+            .get(&target)
+            .map(String::as_str)
+            .unwrap_or(addr)
+            .to_string();
+        let channel = self
+            .channel(target, &addr)
+            .map_err(|e| format!("bad peer address '{addr}' of node {target}: {e}"))?;
+        let mut request = call_with(
+            IdentifyRequest {
+                cluster_name: self.cluster_name.clone(),
+                from_node_id: self.node_id,
+            },
+            self.secret.as_ref(),
+        );
+        request.set_timeout(timeout);
+        let reply = tokio::time::timeout(timeout, RaftClient::new(channel).identify(request))
+            .await
+            .map_err(|_| format!("node {target} at {addr} did not answer within {timeout:?}"))?
+            .map_err(|status| format!("node {target} at {addr}: {}", status.message()))?
+            .into_inner();
+        if reply.cluster_name != self.cluster_name || reply.node_id != target {
+            return Err(format!(
+                "the node at {addr} is node {} of cluster '{}', not node {target} of cluster '{}'",
+                reply.node_id, reply.cluster_name, self.cluster_name
+            ));
+        }
+        if reply.incarnation == 0 {
+            return Err(format!(
+                "node {target} at {addr} reports no incarnation (an older build?)"
+            ));
+        }
+        Ok(reply)
     }
 
     /// Reaches the given peers at these addresses instead of their membership addresses.
@@ -279,6 +355,8 @@ where
         PeerConnection {
             cluster_name: self.cluster_name.clone(),
             from: self.node_id,
+            from_incarnation: self.incarnation,
+            clock: self.clock.clone(),
             target,
             target_node: node.clone(),
             client,
@@ -292,6 +370,8 @@ where
 pub struct PeerConnection<C: RaftTypeConfig> {
     cluster_name: String,
     from: NodeId,
+    from_incarnation: u64,
+    clock: Arc<Clock>,
     target: NodeId,
     target_node: C::Node,
     /// The client on the shared channel, or why the peer's address is unusable.
@@ -308,7 +388,12 @@ fn call(
     envelope: RaftRequest,
     secret: Option<&MetadataValue<Ascii>>,
 ) -> tonic::Request<RaftRequest> {
-    let mut request = tonic::Request::new(envelope);
+    call_with(envelope, secret)
+}
+
+/// Wraps a message into a call that carries the peer secret, if there is one.
+fn call_with<T>(message: T, secret: Option<&MetadataValue<Ascii>>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
     if let Some(secret) = secret {
         request
             .metadata_mut()
@@ -329,6 +414,8 @@ where
             from_node_id: self.from,
             payload,
             crc32,
+            from_incarnation: self.from_incarnation,
+            to_incarnation: self.target_node.incarnation(),
         }
     }
 
@@ -354,6 +441,8 @@ where
         // The deadline travels in the grpc-timeout header: tonic enforces it on this side and
         // the receiver drops the work when it expires.
         request.set_timeout(option.hard_ttl());
+        let sent_ns = self.clock.now_ns();
+        let started = std::time::Instant::now();
         let reply = match action {
             RPCTypes::AppendEntries => client.append_entries(request).await,
             RPCTypes::Vote => client.vote(request).await,
@@ -363,6 +452,8 @@ where
             Ok(reply) => reply.into_inner(),
             Err(status) => return Err(self.status_to_rpc_error(action, status, option)),
         };
+        self.clock
+            .learn(self.target, sent_ns, started.elapsed(), reply.wall_clock_ns);
         let result: Result<Resp, RaftError<NodeId, E>> = unseal(&reply.payload, reply.crc32)
             .map_err(|e| {
                 let e =

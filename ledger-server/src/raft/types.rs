@@ -46,20 +46,29 @@ pub struct LedgerNode {
     pub addr: String,
     /// `host:port` of the node's peer port (Raft's RPCs only).
     pub peer_addr: String,
+    /// The incarnation of the node's data directory when it became a member (see
+    /// `raft/identity.rs`): a node that lost its data comes back with another one, and is
+    /// neither heard nor counted until an operator replaces it. Never 0 in a membership.
+    pub incarnation: u64,
 }
 
 impl LedgerNode {
-    pub fn new(addr: impl Into<String>, peer_addr: impl Into<String>) -> Self {
+    pub fn new(addr: impl Into<String>, peer_addr: impl Into<String>, incarnation: u64) -> Self {
         Self {
             addr: addr.into(),
             peer_addr: peer_addr.into(),
+            incarnation,
         }
     }
 }
 
 impl std::fmt::Display for LedgerNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (peer {})", self.addr, self.peer_addr)
+        write!(
+            f,
+            "{} (peer {}, incarnation {:016x})",
+            self.addr, self.peer_addr, self.incarnation
+        )
     }
 }
 

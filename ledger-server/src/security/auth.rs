@@ -96,6 +96,7 @@ pub const METHODS: &[(&str, &str, &str, Caller)] = &[
     (RAFT_SERVICE, "Raft", "AppendEntries", Caller::Peer),
     (RAFT_SERVICE, "Raft", "Vote", Caller::Peer),
     (RAFT_SERVICE, "Raft", "InstallSnapshot", Caller::Peer),
+    (RAFT_SERVICE, "Raft", "Identify", Caller::Peer),
 ];
 
 const READ: Caller = Caller::Client(Role::Read);

@@ -20,9 +20,18 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(nodes: u64, extra_args: &[&str]) -> Self {
+        Self::start_with(nodes, extra_args, &[])
+    }
+
+    /// [`Harness::start`], with `node_args` given to one node each.
+    pub fn start_with(nodes: u64, extra_args: &[&str], node_args: &[(u64, &[&str])]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let options = NodeOptions {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            node_args: node_args
+                .iter()
+                .map(|(id, args)| (*id, args.iter().map(|s| s.to_string()).collect()))
+                .collect(),
             ..NodeOptions::default()
         };
         let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
@@ -95,6 +104,25 @@ impl Harness {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Makes node `target` the leader: pauses whichever other node leads until another is
+    /// elected, again and again (elections pick at random) until `target` is.
+    pub async fn make_leader(&mut self, target: u64) {
+        let ids: Vec<u64> = self.cluster.nodes.iter().map(|n| n.id).collect();
+        for _ in 0..30 {
+            let leader = self.leader().await;
+            if leader == target {
+                return;
+            }
+            self.cluster
+                .signal(leader, "STOP")
+                .expect("pause the leader");
+            let others: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+            self.leader_among(&others, READY_TIMEOUT).await;
+            self.cluster.signal(leader, "CONT").expect("resume");
+        }
+        panic!("node {target} never won an election");
     }
 
     pub async fn leader(&self) -> u64 {

@@ -138,7 +138,14 @@ pub async fn members(endpoints: &[String], json_out: bool) -> Result<(), String>
     if json_out {
         let list = |v: &[ledger_client::proto::admin::Member]| -> Vec<serde_json::Value> {
             v.iter()
-                .map(|m| json!({"node_id": m.node_id, "address": m.address}))
+                .map(|m| {
+                    json!({
+                        "node_id": m.node_id,
+                        "address": m.address,
+                        "peer_address": m.peer_address,
+                        "incarnation": format!("{:016x}", m.incarnation),
+                    })
+                })
                 .collect()
         };
         println!(
@@ -176,6 +183,7 @@ pub fn parse_member(s: &str) -> Result<Member, String> {
         node_id,
         address: address.to_string(),
         peer_address: peer_address.to_string(),
+        incarnation: 0,
     })
 }
 
@@ -228,6 +236,77 @@ pub async fn add_learner(
             "node {node_id} added as a learner and caught up (log index {})",
             r.log_index
         );
+    }
+    Ok(())
+}
+
+/// Replaces member `node_id`, whose data was lost (it runs again, empty, on its old
+/// addresses): removes it from the membership, adds it again as a learner, which records its
+/// new incarnation, waits until it caught up, and makes it a voter again if it was one.
+pub async fn replace(endpoints: &[String], node_id: u64, json_out: bool) -> Result<(), String> {
+    let leader = leader_endpoint(endpoints).await?;
+    let s = status_of(&leader).await?;
+    let m = s.membership.unwrap_or_default();
+    let was_voter = m.voters.iter().any(|v| v.node_id == node_id);
+    let member = m
+        .voters
+        .iter()
+        .chain(m.learners.iter())
+        .find(|v| v.node_id == node_id)
+        .cloned()
+        .ok_or_else(|| format!("node {node_id} is not a member; add it with add-learner"))?;
+    let voters: Vec<u64> = m
+        .voters
+        .iter()
+        .map(|v| v.node_id)
+        .filter(|id| *id != node_id)
+        .collect();
+    if voters.is_empty() {
+        return Err(format!(
+            "node {node_id} is the only voter: restore a backup instead (docs/operations.md)"
+        ));
+    }
+    let mut client = admin(&leader).await?;
+    client
+        .change_membership(ChangeMembershipRequest {
+            voter_ids: voters.clone(),
+            retain: false,
+        })
+        .await
+        .map_err(|s| format!("removing node {node_id}: {}", s.message()))?;
+    eprintln!("node {node_id} removed; adding it again as a learner");
+    let added = client
+        .add_learner(AddLearnerRequest {
+            node_id,
+            address: member.address.clone(),
+            blocking: true,
+            peer_address: member.peer_address.clone(),
+        })
+        .await
+        .map_err(|s| format!("adding node {node_id} again: {}", s.message()))?
+        .into_inner();
+    let mut log_index = added.log_index;
+    if was_voter {
+        let mut all = voters;
+        all.push(node_id);
+        log_index = client
+            .change_membership(ChangeMembershipRequest {
+                voter_ids: all,
+                retain: false,
+            })
+            .await
+            .map_err(|s| format!("promoting node {node_id}: {}", s.message()))?
+            .into_inner()
+            .log_index;
+    }
+    if json_out {
+        println!(
+            "{}",
+            json!({"replaced": node_id, "voter": was_voter, "log_index": log_index})
+        );
+    } else {
+        let role = if was_voter { "a voter" } else { "a learner" };
+        println!("node {node_id} replaced: caught up and {role} again (log index {log_index})");
     }
     Ok(())
 }

@@ -190,6 +190,13 @@ enum ClusterCommands {
         #[arg(long)]
         node_id: u64,
     },
+    /// Replace a member whose data was lost, now running again empty on its old addresses:
+    /// remove it, add it as a learner (recording its new incarnation), wait until it caught
+    /// up, and make it a voter again if it was one.
+    Replace {
+        #[arg(long)]
+        node_id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -508,6 +515,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     }
                     ClusterCommands::Remove { node_id } => {
                         cluster::change_voters(&endpoints, None, Some(node_id), json).await
+                    }
+                    ClusterCommands::Replace { node_id } => {
+                        cluster::replace(&endpoints, node_id, json).await
                     }
                 }
             }))
