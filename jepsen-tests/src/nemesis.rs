@@ -84,7 +84,19 @@ fn target(rng: &mut StdRng, nodes: usize) -> Target {
     }
 }
 
-fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize) -> Fault {
+/// The per-direction delays of the `slow` nemesis a latency profile is built for (the servers'
+/// `--latency-profile`): `lan` up to a 100 ms round trip, `regional` up to 300 ms.
+pub fn slow_delays_ms(profile: &str) -> Result<(u64, u64), String> {
+    match profile {
+        "lan" => Ok((5, 50)),
+        "regional" => Ok((50, 150)),
+        other => Err(format!(
+            "unknown latency profile {other:?}; lan or regional"
+        )),
+    }
+}
+
+fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize, slow_ms: (u64, u64)) -> Fault {
     match kind {
         "kill" => Fault::Kill(target(rng, nodes)),
         "pause" => Fault::Pause(target(rng, nodes)),
@@ -100,7 +112,7 @@ fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize) -> Fault {
             _ => Fault::Ring,
         },
         "slow" => Fault::Slow {
-            delay_ms: rng.gen_range(20..=200),
+            delay_ms: rng.gen_range(slow_ms.0..=slow_ms.1),
             drop_per_mille: rng.gen_range(0..=30),
         },
         "membership" => {
@@ -120,6 +132,7 @@ pub fn schedule(
     seed: u64,
     time_limit: Duration,
     nodes: usize,
+    slow_ms: (u64, u64),
 ) -> Result<Vec<Step>, String> {
     if !NEMESES.contains(&nemesis) {
         return Err(format!(
@@ -142,7 +155,7 @@ pub fn schedule(
         } else {
             nemesis
         };
-        let fault = fault_of(kind, &mut rng, nodes);
+        let fault = fault_of(kind, &mut rng, nodes, slow_ms);
         let hold = rng.gen_range(2_000..6_000);
         if at + hold > limit_ms {
             break;
@@ -340,12 +353,14 @@ pub async fn stop(cluster: &TestCluster, active: &Active) -> Result<(), String> 
 mod tests {
     use super::*;
 
+    const LAN: (u64, u64) = (5, 50);
+
     #[test]
     fn the_same_seed_gives_the_same_schedule_and_another_seed_another() {
         let limit = Duration::from_secs(120);
-        let a = schedule("all", 7, limit, 3).unwrap();
-        assert_eq!(a, schedule("all", 7, limit, 3).unwrap());
-        assert_ne!(a, schedule("all", 8, limit, 3).unwrap());
+        let a = schedule("all", 7, limit, 3, LAN).unwrap();
+        assert_eq!(a, schedule("all", 7, limit, 3, LAN).unwrap());
+        assert_ne!(a, schedule("all", 8, limit, 3, LAN).unwrap());
         assert!(a.len() >= 8, "{a:?}");
         for pair in a.windows(2) {
             assert!(
@@ -361,15 +376,15 @@ mod tests {
     #[test]
     fn each_nemesis_schedules_only_its_faults_and_none_schedules_nothing() {
         let limit = Duration::from_secs(30);
-        assert!(schedule("none", 1, limit, 3).unwrap().is_empty());
+        assert!(schedule("none", 1, limit, 3, LAN).unwrap().is_empty());
         for name in ["kill", "pause", "partition", "slow", "membership"] {
-            let steps = schedule(name, 1, limit, 3).unwrap();
+            let steps = schedule(name, 1, limit, 3, LAN).unwrap();
             assert!(!steps.is_empty(), "{name}");
             assert!(
                 steps.iter().all(|s| s.fault.name() == name),
                 "{name}: {steps:?}"
             );
         }
-        assert!(schedule("chaos", 1, limit, 3).is_err());
+        assert!(schedule("chaos", 1, limit, 3, LAN).is_err());
     }
 }

@@ -30,6 +30,11 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Start the servers in the deliberately broken mode (negative control).
     pub negative_control: bool,
+    /// The servers' `--latency-profile` (`lan` or `regional`); the `slow` nemesis delays links
+    /// up to what it is built for.
+    pub latency_profile: String,
+    /// The `slow` nemesis's per-direction delay, fixed (default: drawn within the profile's).
+    pub slow_delay_ms: Option<u64>,
 }
 
 /// What a run found.
@@ -51,16 +56,26 @@ pub async fn run(options: &RunOptions) -> Result<Outcome, String> {
     if options.nodes < 3 {
         return Err("--nodes must be 3 or more".into());
     }
+    let slow_ms = match options.slow_delay_ms {
+        Some(ms) => (ms, ms),
+        None => nemesis::slow_delays_ms(&options.latency_profile)?,
+    };
     let steps = nemesis::schedule(
         &options.nemesis,
         options.seed,
         options.time_limit,
         options.nodes as usize,
+        slow_ms,
     )?;
     std::fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
     let scratch = options.out.join("cluster");
     let _ = std::fs::remove_dir_all(&scratch);
-    let mut extra = vec!["--snapshot-logs".to_string(), "2000".to_string()];
+    let mut extra = vec![
+        "--snapshot-logs".to_string(),
+        "2000".to_string(),
+        "--latency-profile".to_string(),
+        options.latency_profile.clone(),
+    ];
     if options.negative_control {
         extra.push("--unsafe-skip-idempotency".into());
     }
@@ -263,6 +278,8 @@ fn write_outputs(
         "nodes": options.nodes,
         "time_limit_s": options.time_limit.as_secs(),
         "negative_control": options.negative_control,
+        "latency_profile": options.latency_profile,
+        "slow_delay_ms": options.slow_delay_ms,
         "faults": schedule_log,
     });
     write(

@@ -115,6 +115,10 @@ struct Layout {
     binary: PathBuf,
     cluster: String,
     nodes: Vec<LocalNode>,
+    /// The extra arguments every node was started with (`--latency-profile`, say), so that a
+    /// node restarted from this layout runs with the same settings as the others.
+    #[serde(default)]
+    extra_args: Vec<String>,
 }
 
 impl LocalCluster {
@@ -208,6 +212,7 @@ impl LocalCluster {
             binary: layout.binary,
             options: NodeOptions {
                 cluster: layout.cluster,
+                extra_args: layout.extra_args,
                 ..NodeOptions::default()
             },
             nodes: layout.nodes,
@@ -220,6 +225,7 @@ impl LocalCluster {
             binary: self.binary.clone(),
             cluster: self.options.cluster.clone(),
             nodes: self.nodes.clone(),
+            extra_args: self.options.extra_args.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&layout).expect("layout serializes");
         std::fs::write(self.dir.join("cluster.json"), bytes)?;

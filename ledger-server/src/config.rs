@@ -5,19 +5,27 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Heartbeat from the leader to each follower. openraft 0.9 also uses it as the timeout of
-/// every AppendEntries RPC, so it must cover replicating (and fsyncing) a full batch of large
-/// entries on a loaded host: at 50 ms, batches of 8,189 transfers timed out and replication
-/// stalled; at 100 ms, 40 s of full batches still saw 24 timeouts (each puts the follower's
-/// replication in backoff, and enough of them cost an election); at 150 ms, none
-/// (docs/benchmarks.md).
+/// Heartbeat from the leader to each follower, in the `lan` profile. openraft 0.9 also uses it
+/// as the timeout of every AppendEntries RPC, so it must cover a round trip plus replicating
+/// (and fsyncing) a full batch of large entries on a loaded host: at 50 ms, batches of 8,189
+/// transfers timed out and replication stalled; at 100 ms, 40 s of full batches still saw 24
+/// timeouts (each puts the follower's replication in backoff, and enough of them cost an
+/// election); at 150 ms, none (docs/benchmarks.md). The same timeout is why a link slower than
+/// about 150 ms round trip made no progress at all with it: see [`Timings::regional`].
 pub const HEARTBEAT_INTERVAL_MS: u64 = 150;
 /// A follower starts an election once it has heard nothing for the leader lease plus a random
-/// time in this range. The maximum is openraft's leader lease: a follower also refuses to vote
-/// while it heard from a leader within it. So a failover takes one lease plus one timeout,
-/// 1,050-1,200 ms, and a follower calls an election only after 7 heartbeats went unheard.
+/// time in this range (`lan` profile). The maximum is openraft's leader lease: a follower also
+/// refuses to vote while it heard from a leader within it. So a failover takes one lease plus
+/// one timeout, 1,050-1,200 ms, and a follower calls an election only after 7 heartbeats went
+/// unheard.
 pub const ELECTION_TIMEOUT_MS_MIN: u64 = 450;
 pub const ELECTION_TIMEOUT_MS_MAX: u64 = 600;
+/// Bounds of the timing settings, checked at start.
+pub const HEARTBEAT_INTERVAL_MS_MIN: u64 = 20;
+pub const ELECTION_TIMEOUT_MS_LIMIT: u64 = 60_000;
+/// Heartbeats a follower must miss before it may call an election: fewer, and one slow round
+/// trip or fsync costs an election.
+pub const HEARTBEATS_PER_ELECTION_TIMEOUT_MIN: u64 = 3;
 /// Most entries in one AppendEntries RPC (openraft's default is 300), so that one RPC fits in
 /// the heartbeat interval openraft uses as its timeout even for a follower catching up. 32 was
 /// still too many once on a slower host (a re-added follower stayed at its snapshot index; see
@@ -35,16 +43,100 @@ pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 5_000;
 pub const WRITE_TIMEOUT_MS: u64 = 5_000;
 /// How long a linearizable read may wait to confirm leadership.
 pub const READ_TIMEOUT_MS: u64 = 2_000;
-/// A leader that has not heard from a quorum for this long refuses new writes at once.
-pub const QUORUM_STALE_MS: u64 = 2 * ELECTION_TIMEOUT_MS_MAX;
 /// RocksDB block cache while restoring a backup (a short-lived process).
 pub const RESTORE_BLOCK_CACHE_MB: usize = 64;
 /// Largest gRPC message a client may send or receive.
 pub const CLIENT_MESSAGE_BYTES_MAX: usize = 16 << 20;
 
-const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
+const _: () = assert!(HEARTBEAT_INTERVAL_MS * HEARTBEATS_PER_ELECTION_TIMEOUT_MIN <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(READ_TIMEOUT_MS <= WRITE_TIMEOUT_MS);
+
+/// The timings of Raft, for the round trip between the nodes (`--latency-profile`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LatencyProfile {
+    /// One data centre or region: round trips of a few milliseconds, up to about 50 ms.
+    Lan,
+    /// Nodes in different regions: round trips up to about 300 ms.
+    Regional,
+}
+
+/// Heartbeat and election timeouts, in milliseconds. Checked against each other at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Timings {
+    /// One region: see [`HEARTBEAT_INTERVAL_MS`] and [`ELECTION_TIMEOUT_MS_MIN`].
+    pub const fn lan() -> Self {
+        Self {
+            heartbeat_ms: HEARTBEAT_INTERVAL_MS,
+            election_min_ms: ELECTION_TIMEOUT_MS_MIN,
+            election_max_ms: ELECTION_TIMEOUT_MS_MAX,
+        }
+    }
+
+    /// Round trips up to 300 ms. openraft 0.9 times every AppendEntries out at the heartbeat
+    /// interval, so the interval must hold a 300 ms round trip plus a batch's fsync and apply
+    /// on a loaded host: 750 ms. Elections wait for 4 missed heartbeats and more; a failover
+    /// takes about 5-6 s (docs/benchmarks.md).
+    pub const fn regional() -> Self {
+        Self {
+            heartbeat_ms: 750,
+            election_min_ms: 3_000,
+            election_max_ms: 4_000,
+        }
+    }
+
+    pub const fn of(profile: LatencyProfile) -> Self {
+        match profile {
+            LatencyProfile::Lan => Self::lan(),
+            LatencyProfile::Regional => Self::regional(),
+        }
+    }
+
+    /// How long a leader may go without hearing from a quorum before it refuses writes.
+    pub const fn quorum_stale_ms(&self) -> u64 {
+        2 * self.election_max_ms
+    }
+
+    /// Refuses timings that would cause elections or could never elect, naming the flags.
+    pub fn check(&self) -> Result<(), String> {
+        let Self {
+            heartbeat_ms,
+            election_min_ms,
+            election_max_ms,
+        } = *self;
+        if heartbeat_ms < HEARTBEAT_INTERVAL_MS_MIN {
+            return Err(format!(
+                "--heartbeat-ms {heartbeat_ms}: at least {HEARTBEAT_INTERVAL_MS_MIN} ms"
+            ));
+        }
+        if election_min_ms < HEARTBEATS_PER_ELECTION_TIMEOUT_MIN * heartbeat_ms {
+            return Err(format!(
+                "--election-timeout-min-ms {election_min_ms} must be at least \
+                 {HEARTBEATS_PER_ELECTION_TIMEOUT_MIN} heartbeats (--heartbeat-ms {heartbeat_ms}): \
+                 a follower would call an election after one slow round trip"
+            ));
+        }
+        if election_max_ms <= election_min_ms {
+            return Err(format!(
+                "--election-timeout-max-ms {election_max_ms} must be above \
+                 --election-timeout-min-ms {election_min_ms} (the random spread is what lets \
+                 one candidate win)"
+            ));
+        }
+        if election_max_ms > ELECTION_TIMEOUT_MS_LIMIT {
+            return Err(format!(
+                "--election-timeout-max-ms {election_max_ms}: at most {ELECTION_TIMEOUT_MS_LIMIT}"
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -119,6 +211,25 @@ pub struct Args {
     /// proxy this way.
     #[arg(long = "route", value_parser = parse_peer)]
     pub routes: Vec<(u64, String)>,
+
+    /// Raft's timings for the round trip between the nodes: `lan` (one region, up to about
+    /// 50 ms) or `regional` (up to 300 ms; slower failover). Every node of a cluster should
+    /// use the same (docs/operations.md, "Latency profiles").
+    #[arg(long, env = "LEDGER_LATENCY_PROFILE", value_enum, default_value = "lan")]
+    pub latency_profile: LatencyProfile,
+
+    /// The leader's heartbeat interval, overriding the profile's. openraft 0.9 also times out
+    /// each AppendEntries after it, so it must exceed the round trip between nodes.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+
+    /// A follower waits a random time between these two after its leader's lease before it
+    /// calls an election, overriding the profile's. At least 3 heartbeats.
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
 
     /// Take a snapshot (and purge the log behind it) every this many applied entries.
     #[arg(long, env = "LEDGER_SNAPSHOT_LOGS", default_value_t = 20_000)]
@@ -278,6 +389,8 @@ pub struct NodeConfig {
     /// Peer addresses that override the membership's for reaching some peers.
     pub routes: Vec<(u64, String)>,
     pub snapshot_logs: u64,
+    /// Raft's heartbeat and election timeouts (`--latency-profile` and overrides).
+    pub timings: Timings,
     pub block_cache_mb: usize,
     pub fault_injection: bool,
     /// Test-only shift of this node's clock (`--clock-offset-ms`).
@@ -446,6 +559,17 @@ impl NodeConfig {
                     .into(),
             );
         }
+        let profile = Timings::of(args.latency_profile);
+        let timings = Timings {
+            heartbeat_ms: args.heartbeat_ms.unwrap_or(profile.heartbeat_ms),
+            election_min_ms: args
+                .election_timeout_min_ms
+                .unwrap_or(profile.election_min_ms),
+            election_max_ms: args
+                .election_timeout_max_ms
+                .unwrap_or(profile.election_max_ms),
+        };
+        timings.check()?;
         if args.max_requests_per_connection == 0 {
             return Err("--max-requests-per-connection must be 1 or more".into());
         }
@@ -461,6 +585,7 @@ impl NodeConfig {
             init_members,
             routes: args.routes.clone(),
             snapshot_logs: args.snapshot_logs,
+            timings,
             block_cache_mb: args.block_cache_mb,
             fault_injection: args.fault_injection,
             clock_offset_ms: args.clock_offset_ms,
@@ -480,6 +605,36 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timings_are_checked_against_each_other() {
+        assert!(Timings::lan().check().is_ok());
+        assert!(Timings::regional().check().is_ok());
+        let regional = Timings::regional();
+        // The regional heartbeat holds a 300 ms round trip with room for a batch's fsync.
+        assert!(regional.heartbeat_ms >= 2 * 300);
+        let too_eager = Timings {
+            election_min_ms: 2 * regional.heartbeat_ms,
+            ..regional
+        };
+        assert!(too_eager
+            .check()
+            .expect_err("refused")
+            .contains("--election-timeout-min-ms"));
+        let no_spread = Timings {
+            election_max_ms: regional.election_min_ms,
+            ..regional
+        };
+        assert!(no_spread
+            .check()
+            .expect_err("refused")
+            .contains("--election-timeout-max-ms"));
+        let too_fast = Timings {
+            heartbeat_ms: 5,
+            ..Timings::lan()
+        };
+        assert!(too_fast.check().is_err());
+    }
 
     fn exposure(addr: &str, tls: bool, auth_file: bool, insecure: bool) -> Exposure {
         Exposure {

@@ -2,7 +2,7 @@
 //!
 //! `/health/live` answers 200 while the process runs. `/health/ready` answers 200 only when a
 //! leader is known, this node is healthy, a leader (if this node is one) has heard from a
-//! quorum within `QUORUM_STALE_MS` (`Node::leader_without_quorum`), and its applied index is
+//! quorum within twice the longest election timeout (`Node::leader_without_quorum`), and its applied index is
 //! within [`READY_LAG_ENTRIES_MAX`] of its last log index; otherwise 503 with the reason.
 //! Both answer JSON, and suit Kubernetes liveness and readiness probes. A node cut off from the majority is not ready:
 //! as a follower it soon stands for election and knows no leader; as a leader it stops hearing

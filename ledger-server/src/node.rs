@@ -19,8 +19,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
 use crate::config::{
-    NodeConfig, CLIENT_MESSAGE_BYTES_MAX, ELECTION_TIMEOUT_MS_MAX, ELECTION_TIMEOUT_MS_MIN,
-    HEARTBEAT_INTERVAL_MS, QUORUM_STALE_MS, RAFT_PAYLOAD_ENTRIES_MAX, SNAPSHOT_CHUNK_BYTES,
+    NodeConfig, CLIENT_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_ENTRIES_MAX, SNAPSHOT_CHUNK_BYTES,
     SNAPSHOT_CHUNK_TIMEOUT_MS,
 };
 use crate::error::NodeError;
@@ -114,7 +113,8 @@ impl Node {
     }
 
     /// Why this node, if it leads, must not be taken for a serving leader: it has not heard
-    /// from a quorum within [`QUORUM_STALE_MS`], or not at all since it was elected (openraft
+    /// from a quorum within `Timings::quorum_stale_ms` (twice the longest election timeout),
+    /// or not at all since it was elected (openraft
     /// reports no time then). openraft 0.9 keeps an isolated leader a leader until it meets a
     /// higher term, so this is what tells it apart. `None` on a leader that has, and on every
     /// node that does not lead. Readiness, the admin `Status` and `ledger_raft_is_leader` all
@@ -127,7 +127,7 @@ impl Node {
             return None;
         }
         match metrics.millis_since_quorum_ack {
-            Some(ms) if ms <= QUORUM_STALE_MS => None,
+            Some(ms) if ms <= self.config.timings.quorum_stale_ms() => None,
             Some(ms) => Some(format!(
                 "the leader has not heard from a quorum for {ms} ms"
             )),
@@ -150,7 +150,7 @@ impl Node {
             });
         }
         if let Some(ms) = metrics.millis_since_quorum_ack {
-            if ms > QUORUM_STALE_MS {
+            if ms > self.config.timings.quorum_stale_ms() {
                 return Err(NodeError::Unavailable(format!(
                     "the leader has not heard from a quorum for {ms} ms"
                 )));
@@ -348,9 +348,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
 
     let raft_config = openraft::Config {
         cluster_name: config.cluster.clone(),
-        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
-        election_timeout_min: ELECTION_TIMEOUT_MS_MIN,
-        election_timeout_max: ELECTION_TIMEOUT_MS_MAX,
+        heartbeat_interval: config.timings.heartbeat_ms,
+        election_timeout_min: config.timings.election_min_ms,
+        election_timeout_max: config.timings.election_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
         max_in_snapshot_log_to_keep: config.snapshot_logs.min(1_000),
         // openraft 0.9 gives every AppendEntries the heartbeat interval as its timeout: keep
@@ -373,7 +373,8 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         .with_tls(tls.as_ref().map(TlsSettings::peer_client_config))
         .with_peer_secret(peer_secret.as_ref().map(|s| s.header_value()))
         .with_incarnation(incarnation)
-        .with_clock(clock.clone());
+        .with_clock(clock.clone())
+        .with_heartbeat_ms(config.timings.heartbeat_ms);
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),

@@ -47,6 +47,13 @@ enum Command {
         /// The ledger-server binary (default: next to this one).
         #[arg(long)]
         server: Option<PathBuf>,
+        /// The servers' latency profile: lan or regional (round trips up to 300 ms).
+        #[arg(long, default_value = "lan")]
+        latency_profile: String,
+        /// The slow nemesis's delay per direction, in ms (default: drawn from the range the
+        /// profile is built for: lan 5-50, regional 50-150).
+        #[arg(long)]
+        slow_delay_ms: Option<u64>,
         /// Run the servers in a deliberately broken mode (needs a build with the
         /// `negative-control` feature); the run must report anomalies.
         #[arg(long)]
@@ -60,8 +67,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let (nodes, workload, nemesis, time_limit, seed, concurrency, out, server, negative_control) =
-        match Cli::parse().command {
+    let (
+        (nodes, workload, nemesis, time_limit, seed, concurrency, out, server, negative_control),
+        (latency_profile, slow_delay_ms),
+    ) = match Cli::parse().command {
             Command::Check { history } => return check(&history),
             Command::Run {
                 nodes,
@@ -73,16 +82,21 @@ fn main() -> ExitCode {
                 out,
                 server,
                 negative_control,
+                latency_profile,
+                slow_delay_ms,
             } => (
-                nodes,
-                workload,
-                nemesis,
-                time_limit,
-                seed,
-                concurrency,
-                out,
-                server,
-                negative_control,
+                (
+                    nodes,
+                    workload,
+                    nemesis,
+                    time_limit,
+                    seed,
+                    concurrency,
+                    out,
+                    server,
+                    negative_control,
+                ),
+                (latency_profile, slow_delay_ms),
             ),
         };
     let server = match server {
@@ -116,6 +130,8 @@ fn main() -> ExitCode {
         concurrency,
         out,
         negative_control,
+        latency_profile,
+        slow_delay_ms,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

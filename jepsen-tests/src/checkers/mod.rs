@@ -8,6 +8,7 @@
 //! | `linearizable_reads` | `linearizable.rs` | balance reads are linearizable (WGL search per account) |
 //! | `convergence` | `convergence.rs` | replicas agree after healing, and the cluster takes writes |
 //! | `bets` | `bets.rs` | bet statuses follow their market's settlement; players' money follows their bets |
+//! | `progress` | `progress.rs` | every `slow` window (a quorum still connected) has a successful operation |
 //!
 //! `views.rs` holds the readings of a history that several checkers share (the attempts of each
 //! write id, the final reads). Every checker treats an `info` operation (or one that never
@@ -24,6 +25,7 @@ pub mod convergence;
 pub mod exactly_once;
 pub mod linearizable;
 pub mod no_lost_writes;
+pub mod progress;
 mod views;
 
 #[cfg(test)]
@@ -57,6 +59,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(linearizable::LinearizableReads),
         Box::new(convergence::Convergence),
         Box::new(bets::Bets),
+        Box::new(progress::Progress),
     ]
 }
 

@@ -243,6 +243,20 @@ impl HistoryBuilder {
         self.push(Process::Harness, kind, Op::ProbeWrite, None);
     }
 
+    /// The nemesis starts (`start`) or stops a fault named `name`.
+    pub fn fault(&mut self, name: &str, start: bool) {
+        self.push(
+            Process::Nemesis,
+            Kind::Info,
+            Op::Fault {
+                name: name.into(),
+                start,
+                detail: String::new(),
+            },
+            None,
+        );
+    }
+
     pub fn build(&self) -> History {
         self.recorder.history.clone()
     }

@@ -176,6 +176,8 @@ pub struct NetworkFactory<C> {
     incarnation: u64,
     /// This node's clock, told each peer's clock reading (`clock.rs`).
     clock: Arc<Clock>,
+    /// The heartbeat interval (`config::Timings`).
+    heartbeat_ms: u64,
     channels: Arc<Mutex<ChannelCache>>,
     /// Peers reached at another address than their membership's (`--route`).
     routes: Arc<HashMap<NodeId, String>>,
@@ -193,6 +195,7 @@ impl<C> Clone for NetworkFactory<C> {
             node_id: self.node_id,
             incarnation: self.incarnation,
             clock: self.clock.clone(),
+            heartbeat_ms: self.heartbeat_ms,
             channels: self.channels.clone(),
             routes: self.routes.clone(),
             tls: self.tls.clone(),
@@ -220,6 +223,7 @@ impl<C> NetworkFactory<C> {
             node_id,
             incarnation: 0,
             clock: Arc::default(),
+            heartbeat_ms: HEARTBEAT_INTERVAL_MS,
             channels: Arc::new(Mutex::new(HashMap::new())),
             routes: Arc::new(HashMap::new()),
             tls: None,
@@ -231,6 +235,12 @@ impl<C> NetworkFactory<C> {
     /// Learns the peers' clocks into `clock` from every reply.
     pub fn with_clock(mut self, clock: Arc<Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Sends a follower its leader's heartbeats this often while a snapshot chunk is in flight.
+    pub fn with_heartbeat_ms(mut self, heartbeat_ms: u64) -> Self {
+        self.heartbeat_ms = heartbeat_ms;
         self
     }
 
@@ -357,6 +367,7 @@ where
             from: self.node_id,
             from_incarnation: self.incarnation,
             clock: self.clock.clone(),
+            heartbeat_ms: self.heartbeat_ms,
             target,
             target_node: node.clone(),
             client,
@@ -372,6 +383,7 @@ pub struct PeerConnection<C: RaftTypeConfig> {
     from: NodeId,
     from_incarnation: u64,
     clock: Arc<Clock>,
+    heartbeat_ms: u64,
     target: NodeId,
     target_node: C::Node,
     /// The client on the shared channel, or why the peer's address is unusable.
@@ -503,8 +515,9 @@ where
     fn heartbeats(&self, heartbeat: RaftRequest) -> impl std::future::Future<Output = Infallible> {
         let client = self.client.clone().ok();
         let secret = self.secret.clone();
+        let heartbeat_ms = self.heartbeat_ms;
         async move {
-            let period = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
+            let period = Duration::from_millis(heartbeat_ms);
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -420,6 +420,9 @@ enum LocalCommands {
         /// The ledger-server binary (default: next to this ledgerctl).
         #[arg(long)]
         server: Option<PathBuf>,
+        /// The nodes' --latency-profile: lan, or regional (round trips up to 300 ms).
+        #[arg(long, default_value = "lan")]
+        latency_profile: String,
     },
     /// SIGKILL the leader, time until a write succeeds again, restart it; repeat.
     Failover {
@@ -839,6 +842,7 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
             dir,
             base_port,
             server,
+            latency_profile,
         } => {
             if nodes == 0 {
                 return Err("--nodes must be 1 or more".into());
@@ -863,6 +867,7 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
             } else {
                 let options = NodeOptions {
                     base_port,
+                    extra_args: vec!["--latency-profile".into(), latency_profile],
                     ..NodeOptions::default()
                 };
                 LocalCluster::start(&binary, &dir, nodes, options).map_err(|e| e.to_string())?
