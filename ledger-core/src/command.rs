@@ -15,6 +15,10 @@ use crate::transfer::Transfer;
 
 /// Most events in one command (TigerBeetle's batch size for 1 MiB messages of 128-byte events).
 pub const EVENTS_PER_BATCH_MAX: usize = 8189;
+/// Most pending transfers one entry expires; the rest wait for later entries (a leader with a
+/// backlog proposes empty entries to carry it: the expiry pulse). An entry's apply after a
+/// jump of cluster time thus does bounded work.
+pub const EXPIRIES_PER_ENTRY_MAX: usize = 1024;
 /// Most selections named in one settlement (winners plus voids).
 pub const SELECTIONS_PER_SETTLEMENT_MAX: usize = 256;
 /// Most rows one query returns.

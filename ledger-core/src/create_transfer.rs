@@ -7,6 +7,7 @@
 
 use crate::account::{Account, AccountFlags};
 use crate::bet::{bet_transfer_id, BetTransferKind};
+use crate::command::EXPIRIES_PER_ENTRY_MAX;
 use crate::result::TransferResult;
 use crate::state_machine::Engine;
 use crate::store::{EntryKind, Key, Store, Value};
@@ -205,6 +206,7 @@ impl<S: Store> Engine<'_, S> {
             p.amount
         };
         match self.pending_status(p.id) {
+            Some(PendingStatus::Pending) if self.is_due(&p) => return R::PendingTransferExpired,
             Some(PendingStatus::Pending) => {}
             Some(PendingStatus::Posted) => return R::PendingTransferAlreadyPosted,
             Some(PendingStatus::Voided) => return R::PendingTransferAlreadyVoided,
@@ -258,15 +260,35 @@ impl<S: Store> Engine<'_, S> {
         R::Created
     }
 
-    /// Expires every pending transfer whose timeout has passed at the current cluster time,
-    /// in (expiry time, id) order, releasing its pending amounts.
-    pub(crate) fn expire_pending(&mut self) {
+    /// Expires the pending transfers whose timeout has passed at the current cluster time, in
+    /// (expiry time, id) order, releasing their pending amounts: at most
+    /// [`EXPIRIES_PER_ENTRY_MAX`] per entry, so that one entry after a jump of cluster time
+    /// (or a day of idle holds) does bounded work. The rest are carried to later entries; one
+    /// still waiting keeps its amounts reserved but can be neither posted nor voided
+    /// ([`Engine::is_due`]). Returns whether due expiries remain.
+    pub(crate) fn expire_pending(&mut self) -> bool {
         let now = self.now();
-        let due = self.store_scan_expiries(now);
-        for transfer_id in due {
+        let due = self.store_scan_expiries(now, EXPIRIES_PER_ENTRY_MAX + 1);
+        let more = due.len() > EXPIRIES_PER_ENTRY_MAX;
+        for transfer_id in due.into_iter().take(EXPIRIES_PER_ENTRY_MAX) {
             let p = self
                 .transfer(transfer_id)
                 .expect("expiring transfer exists");
+            self.expire(&p);
+        }
+        more
+    }
+
+    /// Whether pending transfer `p`'s timeout has passed by cluster time (it may still wait
+    /// for its turn in [`Engine::expire_pending`]).
+    fn is_due(&self, p: &Transfer) -> bool {
+        p.timeout > 0 && p.timestamp + u64::from(p.timeout) * NANOS_PER_SECOND <= self.now()
+    }
+
+    /// Releases pending transfer `p`'s amounts and marks it expired.
+    fn expire(&mut self, p: &Transfer) {
+        {
+            let p = p.clone();
             assert_eq!(self.pending_status(p.id), Some(PendingStatus::Pending));
             let mut dr = self
                 .account(p.debit_account_id)
@@ -287,7 +309,7 @@ impl<S: Store> Engine<'_, S> {
         }
     }
 
-    fn store_scan_expiries(&self, now: u64) -> Vec<u128> {
+    fn store_scan_expiries(&self, now: u64, limit: usize) -> Vec<u128> {
         let start = Key::Expiry {
             expires_at: 0,
             transfer_id: 0,
@@ -302,7 +324,7 @@ impl<S: Store> Engine<'_, S> {
                 transfer_id: u128::MAX,
             },
         };
-        self.scan(&start, &end, false, usize::MAX)
+        self.scan(&start, &end, false, limit)
             .into_iter()
             .map(|(key, _)| match key {
                 Key::Expiry { transfer_id, .. } => transfer_id,

@@ -45,8 +45,8 @@ pub use bet::{
     SettlementFlags, ODDS_SCALE,
 };
 pub use command::{
-    ApplyCtx, Command, CommandRejection, CommandResults, EVENTS_PER_BATCH_MAX, QUERY_RESULTS_MAX,
-    SELECTIONS_PER_SETTLEMENT_MAX,
+    ApplyCtx, Command, CommandRejection, CommandResults, EVENTS_PER_BATCH_MAX,
+    EXPIRIES_PER_ENTRY_MAX, QUERY_RESULTS_MAX, SELECTIONS_PER_SETTLEMENT_MAX,
 };
 pub use invariants::{check_invariants, InvariantReport};
 pub use memory_store::MemoryStore;
@@ -54,6 +54,6 @@ pub use query::AccountFilter;
 pub use result::{
     AccountResult, BetActionResult, BetResult, MarketResult, SettlementResult, TransferResult,
 };
-pub use state_machine::{apply, apply_entry, read_meta};
+pub use state_machine::{apply, apply_entry, apply_entry_reporting, read_meta};
 pub use store::{AuditRecord, Key, Meta, Store, Table, Value};
 pub use transfer::{PendingStatus, Transfer, TransferFlags};

@@ -39,15 +39,26 @@ pub fn apply_entry<S: Store>(
     commands: &[Command],
     ctx: ApplyCtx,
 ) -> Vec<CommandResults> {
+    apply_entry_reporting(store, commands, ctx).0
+}
+
+/// [`apply_entry`], also returning whether pending transfers past their timeout remain to be
+/// expired (more than [`crate::EXPIRIES_PER_ENTRY_MAX`] were due): the leader then proposes
+/// an entry without commands to carry on (the expiry pulse).
+pub fn apply_entry_reporting<S: Store>(
+    store: &mut S,
+    commands: &[Command],
+    ctx: ApplyCtx,
+) -> (Vec<CommandResults>, bool) {
     let entry_hash = entry_hash(commands);
     let mut engine = Engine::begin(store, ctx);
-    engine.expire_pending();
+    let more_due = engine.expire_pending();
     let results = commands
         .iter()
         .map(|command| engine.run_command(command))
         .collect();
     engine.finish(ctx, entry_hash);
-    results
+    (results, more_due)
 }
 
 /// Returns the state machine's bookkeeping, or the initial one for an empty store.

@@ -536,3 +536,38 @@ fn cluster_time_never_goes_backwards() {
     let second = query::lookup_transfers(&l.store, &[2])[0].timestamp;
     assert!(second > first);
 }
+
+/// After a jump of cluster time, one entry expires at most `EXPIRIES_PER_ENTRY_MAX` holds; the
+/// rest wait for later entries, and a due hold that waits can be neither posted nor voided.
+#[test]
+fn expiries_are_bounded_per_entry_and_a_waiting_due_hold_cannot_be_posted() {
+    let mut l = ledger();
+    let holds = EXPIRIES_PER_ENTRY_MAX as u128 * 2 + 10;
+    l.fund(1, 1, 2, holds);
+    let pendings: Vec<Transfer> = (0..holds).map(|i| pending(1_000 + i, 2, 6, 1, 1)).collect();
+    for chunk in pendings.chunks(EVENTS_PER_BATCH_MAX) {
+        assert!(l.transfers(chunk.to_vec()).iter().all(|r| *r == R::Created));
+    }
+    assert_eq!(l.account(2).debits_pending, holds);
+    l.advance_seconds(2);
+    let expired = |l: &Ledger| {
+        (0..holds)
+            .filter(|i| query::pending_status(&l.store, 1_000 + i) == Some(PendingStatus::Expired))
+            .count()
+    };
+    // One entry (with a command unrelated to the holds) expires the first batch only.
+    assert_eq!(l.transfer(xfer(900_001, 1, 6, 1)), R::Created);
+    assert_eq!(expired(&l), EXPIRIES_PER_ENTRY_MAX);
+    // The last hold is due but waits for its turn: it can be neither posted nor voided.
+    let last = 1_000 + holds - 1;
+    assert_eq!(
+        l.transfer(post(900_002, last, 1)),
+        R::PendingTransferExpired
+    );
+    assert_eq!(l.transfer(void(900_003, last)), R::PendingTransferExpired);
+    // Later entries carry the rest; the books balance throughout.
+    l.run(Command::CreateTransfers(Vec::new()));
+    l.run(Command::CreateTransfers(Vec::new()));
+    assert_eq!(expired(&l) as u128, holds);
+    assert_eq!(l.account(2).debits_pending, 0);
+}

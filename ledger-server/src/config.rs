@@ -48,7 +48,8 @@ pub const RESTORE_BLOCK_CACHE_MB: usize = 64;
 /// Largest gRPC message a client may send or receive.
 pub const CLIENT_MESSAGE_BYTES_MAX: usize = 16 << 20;
 
-const _: () = assert!(HEARTBEAT_INTERVAL_MS * HEARTBEATS_PER_ELECTION_TIMEOUT_MIN <= ELECTION_TIMEOUT_MS_MIN);
+const _: () =
+    assert!(HEARTBEAT_INTERVAL_MS * HEARTBEATS_PER_ELECTION_TIMEOUT_MIN <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(READ_TIMEOUT_MS <= WRITE_TIMEOUT_MS);
 
@@ -215,7 +216,12 @@ pub struct Args {
     /// Raft's timings for the round trip between the nodes: `lan` (one region, up to about
     /// 50 ms) or `regional` (up to 300 ms; slower failover). Every node of a cluster should
     /// use the same (docs/operations.md, "Latency profiles").
-    #[arg(long, env = "LEDGER_LATENCY_PROFILE", value_enum, default_value = "lan")]
+    #[arg(
+        long,
+        env = "LEDGER_LATENCY_PROFILE",
+        value_enum,
+        default_value = "lan"
+    )]
     pub latency_profile: LatencyProfile,
 
     /// The leader's heartbeat interval, overriding the profile's. openraft 0.9 also times out

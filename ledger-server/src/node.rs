@@ -216,6 +216,42 @@ fn check_identity(dir: &Path, expected: &Identity) -> Result<(), StartError> {
     }
 }
 
+/// How often a leader checks whether expiries wait for later entries.
+const EXPIRY_PULSE_INTERVAL_MS: u64 = 50;
+
+/// The expiry pulse: while applying left pending transfers past their timeout for later
+/// entries (at most `ledger_core::EXPIRIES_PER_ENTRY_MAX` expire per entry), the leader
+/// proposes entries without commands to carry on, so that the backlog drains without client
+/// writes, in bounded steps.
+fn spawn_expiry_pulse(
+    raft: Raft,
+    committer: GroupCommitter,
+    expiries_due: Arc<std::sync::atomic::AtomicBool>,
+) {
+    tokio::spawn(async move {
+        let period = std::time::Duration::from_millis(EXPIRY_PULSE_INTERVAL_MS);
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let leads = {
+                let metrics = raft.metrics().borrow().clone();
+                metrics.current_leader == Some(metrics.id)
+            };
+            if leads && expiries_due.load(std::sync::atomic::Ordering::Relaxed) {
+                let pulse = ledger_core::Command::CreateTransfers(Vec::new());
+                let timeout = std::time::Duration::from_millis(crate::config::WRITE_TIMEOUT_MS);
+                if let Err(e) = committer
+                    .submit(pulse, "expiry-pulse".into(), timeout)
+                    .await
+                {
+                    tracing::debug!(error = %e, "expiry pulse not committed");
+                }
+            }
+        }
+    });
+}
+
 /// Marks a new data directory as node `node_id` of cluster `cluster` (as the first start does),
 /// or checks that it already is.
 pub fn claim_data_dir(dir: &Path, cluster: &str, node_id: u64) -> Result<(), StartError> {
@@ -346,6 +382,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         .map_err(|e| StartError::Storage(e.to_string()))?
         .with_counters(metrics.storage.clone());
 
+    let expiries_due = state_machine.expiries_due_flag();
     let raft_config = openraft::Config {
         cluster_name: config.cluster.clone(),
         heartbeat_interval: config.timings.heartbeat_ms,
@@ -430,6 +467,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
 
     let committer =
         GroupCommitter::start(raft.clone(), clock.clone(), metrics.group_commit.clone());
+    spawn_expiry_pulse(raft.clone(), committer.clone(), expiries_due);
     let node = Arc::new(Node {
         config,
         advertise_addr,

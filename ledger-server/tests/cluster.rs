@@ -287,3 +287,48 @@ async fn concurrent_single_transfer_writes_share_raft_entries() {
         640
     );
 }
+
+/// More holds come due at once than one entry expires (`EXPIRIES_PER_ENTRY_MAX`): the first
+/// entry after their timeout expires a bounded share, and the leader's expiry pulse carries
+/// the rest without any client write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_backlog_drains_in_bounded_entries_without_client_writes() {
+    let h = Harness::start(3, &[]);
+    let leader = h.leader().await;
+    let mut client = h.ledger(leader).await;
+    let holds = ledger_core::EXPIRIES_PER_ENTRY_MAX as u128 * 3;
+    create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
+    let pendings: Vec<pb::Transfer> = (0..holds)
+        .map(|i| pb::Transfer {
+            flags: u32::from(ledger_core::TransferFlags::PENDING.0),
+            timeout: 1,
+            ..transfer(1_000 + i, 1, 2, 1)
+        })
+        .collect();
+    let r = create_transfers(&mut client, pendings)
+        .await
+        .expect("holds");
+    assert!(r.results.iter().all(|c| *c == 0), "{:?}", &r.results[..3]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let before = h.status(leader).await.expect("status").last_log_index;
+    // One unrelated write: its entry expires the first share.
+    create_transfers(&mut client, vec![transfer(10, 1, 2, 1)])
+        .await
+        .expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let accounts = lookup_accounts(&mut client, &[1], pb::ReadConsistency::Linearizable).await;
+        if u128::from(accounts.accounts[0].debits_pending.expect("pending")) == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It took more entries than the one write: the pulse proposed them.
+    let after = h.status(leader).await.expect("status").last_log_index;
+    assert!(after >= before + 3, "entries {before}..{after}");
+    converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
+}

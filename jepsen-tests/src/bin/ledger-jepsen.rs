@@ -71,8 +71,21 @@ fn main() -> ExitCode {
         (nodes, workload, nemesis, time_limit, seed, concurrency, out, server, negative_control),
         (latency_profile, slow_delay_ms),
     ) = match Cli::parse().command {
-            Command::Check { history } => return check(&history),
-            Command::Run {
+        Command::Check { history } => return check(&history),
+        Command::Run {
+            nodes,
+            workload,
+            nemesis,
+            time_limit,
+            seed,
+            concurrency,
+            out,
+            server,
+            negative_control,
+            latency_profile,
+            slow_delay_ms,
+        } => (
+            (
                 nodes,
                 workload,
                 nemesis,
@@ -82,23 +95,10 @@ fn main() -> ExitCode {
                 out,
                 server,
                 negative_control,
-                latency_profile,
-                slow_delay_ms,
-            } => (
-                (
-                    nodes,
-                    workload,
-                    nemesis,
-                    time_limit,
-                    seed,
-                    concurrency,
-                    out,
-                    server,
-                    negative_control,
-                ),
-                (latency_profile, slow_delay_ms),
             ),
-        };
+            (latency_profile, slow_delay_ms),
+        ),
+    };
     let server = match server {
         Some(path) => path,
         None => match std::env::current_exe() {

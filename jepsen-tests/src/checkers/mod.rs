@@ -106,7 +106,8 @@ mod tests {
                 "exactly_once",
                 "linearizable_reads",
                 "convergence",
-                "bets"
+                "bets",
+                "progress"
             ]
         );
     }

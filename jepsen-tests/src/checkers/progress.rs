@@ -31,8 +31,7 @@ impl Checker for Progress {
         let mut open: Vec<(&str, u64)> = Vec::new();
         let mut windows = Vec::new();
         for event in &history.events {
-            if let (Process::Nemesis, Op::Fault { name, start, .. }) = (&event.process, &event.op)
-            {
+            if let (Process::Nemesis, Op::Fault { name, start, .. }) = (&event.process, &event.op) {
                 if !MUST_SERVE.contains(&name.as_str()) {
                     continue;
                 }

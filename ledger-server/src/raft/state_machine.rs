@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ledger_core::{apply_entry, ApplyCtx, Command, Table};
+use ledger_core::{apply_entry_reporting, ApplyCtx, Command, Table};
 
 use crate::metrics::{count_events, StorageCounters};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -180,6 +180,9 @@ pub struct LedgerStateMachine {
     /// Committed accounts, so that applies do not read them from RocksDB again; see
     /// [`AccountCache`].
     accounts: AccountCache,
+    /// Raised when the last applied entry left pending transfers past their timeout for later
+    /// entries (`ledger_core::EXPIRIES_PER_ENTRY_MAX`): the leader's expiry pulse reads it.
+    expiries_due: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LedgerStateMachine {
@@ -227,7 +230,13 @@ impl LedgerStateMachine {
             receiving: None,
             counters: StorageCounters::default(),
             accounts: AccountCache::default(),
+            expiries_due: Default::default(),
         })
+    }
+
+    /// The flag raised while expiries wait for later entries (see the field).
+    pub fn expiries_due_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.expiries_due.clone()
     }
 
     /// Counts applied events and snapshots into these metrics.
@@ -370,7 +379,10 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                             log_index: entry.log_id.index,
                             timestamp: request.timestamp,
                         };
-                        let results = apply_entry(&mut view, &request.commands, ctx);
+                        let (results, more_due) =
+                            apply_entry_reporting(&mut view, &request.commands, ctx);
+                        self.expiries_due
+                            .store(more_due, std::sync::atomic::Ordering::Relaxed);
                         tracing::debug!(
                             log_index = entry.log_id.index,
                             request_ids = ?request.request_ids,
