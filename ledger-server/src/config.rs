@@ -82,13 +82,14 @@ impl Timings {
 
     /// Round trips up to 300 ms. openraft 0.9 times every AppendEntries out at the heartbeat
     /// interval, so the interval must hold a 300 ms round trip plus a batch's fsync and apply
-    /// on a loaded host: 750 ms. Elections wait for 4 missed heartbeats and more; a failover
-    /// takes about 5-6 s (docs/benchmarks.md).
+    /// on a loaded host: 600 ms. Elections wait for 3 missed heartbeats and more. A failover
+    /// takes the lease (the maximum) plus one timeout: 4.2-4.8 s (docs/benchmarks.md; with
+    /// 750 ms and 3,000-4,000 ms it took 7.9 s).
     pub const fn regional() -> Self {
         Self {
-            heartbeat_ms: 750,
-            election_min_ms: 3_000,
-            election_max_ms: 4_000,
+            heartbeat_ms: 600,
+            election_min_ms: 1_800,
+            election_max_ms: 2_400,
         }
     }
 

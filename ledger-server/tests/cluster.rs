@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ledger_client::proto::ledger as pb;
-use ledger_client::proto::ledger::LeaderHint;
-use prost::Message;
 use support::*;
 
 const CREATED: u32 = 0;
@@ -48,7 +46,13 @@ async fn writes_through_the_leader_are_readable_on_every_node_and_followers_hint
         "{}",
         refused.message()
     );
-    let hint = LeaderHint::decode(refused.details()).expect("leader hint in details");
+    // The hint is a typed detail of the standard google.rpc.Status, and in its ErrorInfo.
+    let details = ledger_client::error_details::decode(refused.details());
+    let hint = details.leader.expect("leader hint in details");
+    let info = details.info.expect("error info in details");
+    assert_eq!(info.reason, "LEDGER_NOT_LEADER");
+    assert_eq!(info.metadata["applied"], "no");
+    assert_eq!(info.metadata["leader_address"], hint.leader_address);
     assert_eq!(hint.leader_id, leader);
     assert_eq!(hint.leader_address, h.cluster.grpc_addr(leader).to_string());
     // A linearizable read on a follower is refused the same way; a stale one is answered.
@@ -127,7 +131,8 @@ async fn killing_the_leader_mid_stream_loses_no_acknowledged_transfer() {
                     Err(status) => {
                         // Unknown or refused: keep the id and try it again elsewhere.
                         pending = Some(id);
-                        if let Ok(hint) = LeaderHint::decode(status.details()) {
+                        let details = ledger_client::error_details::decode(status.details());
+                        if let Some(hint) = details.leader {
                             if let Some(i) = endpoints.iter().position(|e| {
                                 e.ends_with(&hint.leader_address) && !hint.leader_address.is_empty()
                             }) {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use prost::Message;
 use tonic::{Code, Status};
 
+use crate::error_details::{self, Applied};
 use crate::proto::ledger::LeaderHint;
 
 /// The error of a client call. Business rejections (an overdraft, an unknown account) are not
@@ -70,21 +71,47 @@ pub(crate) enum Failure {
     Fatal(Error),
 }
 
-/// Reads a failed attempt's status. Codes the server documents as "not applied"
-/// (ledger-server `grpc/status.rs`) are definite; anything else that is not a client error
-/// could have been applied.
+/// Reads a failed attempt's status by its typed details (`crate::error_details`: the
+/// `ErrorInfo` reason and its `applied` flag), falling back to the message's code word for a
+/// server that sends none. Errors the server marks "not applied" are definite; anything else
+/// that is not a client error could have been applied.
 pub(crate) fn classify(status: &Status) -> Failure {
     let message = status.message();
-    match status.code() {
-        Code::FailedPrecondition if message.starts_with("LEDGER_NOT_LEADER") => {
-            let hint = LeaderHint::decode(status.details()).ok();
-            Failure::NotLeader {
-                leader_address: hint
-                    .map(|h| h.leader_address)
-                    .filter(|address| !address.is_empty()),
+    let details = error_details::decode(status.details());
+    let reason = details
+        .info
+        .as_ref()
+        .map(|info| info.reason.as_str())
+        .or_else(|| error_details::reason_of_message(message));
+    let applied = details
+        .info
+        .as_ref()
+        .and_then(|info| info.metadata.get("applied"))
+        .map(|a| {
+            if a == "no" {
+                Applied::No
+            } else {
+                Applied::Unknown
             }
-        }
-        Code::FailedPrecondition if message.starts_with("LEDGER_NOT_INITIALIZED") => {
+        })
+        .or_else(|| reason.map(Applied::of_reason));
+    if reason == Some("LEDGER_NOT_LEADER") {
+        // A server without typed details sent the hint alone, as the details.
+        let hint = details.leader.or_else(|| {
+            details
+                .info
+                .is_none()
+                .then(|| LeaderHint::decode(status.details()).ok())
+                .flatten()
+        });
+        return Failure::NotLeader {
+            leader_address: hint
+                .map(|h| h.leader_address)
+                .filter(|address| !address.is_empty()),
+        };
+    }
+    match status.code() {
+        Code::FailedPrecondition if reason == Some("LEDGER_NOT_INITIALIZED") => {
             Failure::Refused(message.to_string())
         }
         // An oversized request is refused for what it is: sending it again cannot succeed.
@@ -92,9 +119,7 @@ pub(crate) fn classify(status: &Status) -> Failure {
             Failure::Fatal(Error::InvalidArgument(message.to_string()))
         }
         Code::ResourceExhausted => Failure::Refused(message.to_string()),
-        Code::Unavailable if message.starts_with("LEDGER_") => {
-            Failure::Refused(message.to_string())
-        }
+        Code::Unavailable if applied == Some(Applied::No) => Failure::Refused(message.to_string()),
         Code::Unavailable if connection_refused(status) => {
             Failure::Refused(format!("connection refused: {message}"))
         }
@@ -193,5 +218,35 @@ mod tests {
             classify(&Status::permission_denied("role write needed")),
             Failure::Fatal(Error::PermissionDenied(_))
         ));
+    }
+
+    #[test]
+    fn the_typed_details_decide_not_the_message() {
+        let typed = |code: Code, reason: &str, leader: Option<&LeaderHint>| {
+            let details = error_details::encode(code, "rewritten by a proxy", reason, leader);
+            Status::with_details(code, "rewritten by a proxy", details.into())
+        };
+        assert!(matches!(
+            classify(&typed(Code::Unavailable, "LEDGER_UNAVAILABLE", None)),
+            Failure::Refused(_)
+        ));
+        assert!(matches!(
+            classify(&typed(Code::Unavailable, "LEDGER_OUTCOME_UNKNOWN", None)),
+            Failure::Ambiguous(_)
+        ));
+        let hint = LeaderHint {
+            leader_id: 3,
+            leader_address: "127.0.0.1:7020".into(),
+        };
+        match classify(&typed(
+            Code::FailedPrecondition,
+            "LEDGER_NOT_LEADER",
+            Some(&hint),
+        )) {
+            Failure::NotLeader { leader_address } => {
+                assert_eq!(leader_address.as_deref(), Some("127.0.0.1:7020"))
+            }
+            other => panic!("expected NotLeader, got {other:?}"),
+        }
     }
 }

@@ -26,13 +26,16 @@ use crate::security::peer::PeerAuthPolicy;
 use crate::security::tls::TlsSettings;
 use crate::security::GateLayer;
 
-/// The layers every client request goes through, outermost first: metrics (so that refusals
-/// are counted too), authentication, limits.
+/// The layers every client request goes through, outermost first: the standard error details
+/// (`status.rs`), metrics (so that refusals are counted too), authentication, limits.
 pub type Layers = tower_layer::Stack<
     LimitsLayer,
     tower_layer::Stack<
         GateLayer<AuthPolicy>,
-        tower_layer::Stack<MetricsLayer, tower_layer::Identity>,
+        tower_layer::Stack<
+            MetricsLayer,
+            tower_layer::Stack<status::ErrorDetailsLayer, tower_layer::Identity>,
+        >,
     >,
 >;
 
@@ -102,6 +105,7 @@ pub fn router(
         server = server.tls_config(tls.server_config())?;
     }
     Ok(server
+        .layer(status::ErrorDetailsLayer)
         .layer(MetricsLayer {
             metrics: node.metrics.clone(),
         })
