@@ -274,7 +274,7 @@ impl<S: Store> Engine<'_, S> {
             let p = self
                 .transfer(transfer_id)
                 .expect("expiring transfer exists");
-            self.expire(&p);
+            self.expire(p);
         }
         more
     }
@@ -286,27 +286,24 @@ impl<S: Store> Engine<'_, S> {
     }
 
     /// Releases pending transfer `p`'s amounts and marks it expired.
-    fn expire(&mut self, p: &Transfer) {
-        {
-            let p = p.clone();
-            assert_eq!(self.pending_status(p.id), Some(PendingStatus::Pending));
-            let mut dr = self
-                .account(p.debit_account_id)
-                .expect("pending debit account");
-            let mut cr = self
-                .account(p.credit_account_id)
-                .expect("pending credit account");
-            dr.debits_pending -= p.amount;
-            cr.credits_pending -= p.amount;
-            reopen_if_closing(&p, &mut dr, &mut cr);
-            let timestamp = self.next_timestamp();
-            self.put_account(&dr);
-            self.put_account(&cr);
-            self.record_entry(&dr, p.id, EntryKind::Expiry, timestamp);
-            self.record_entry(&cr, p.id, EntryKind::Expiry, timestamp);
-            self.put(Key::Pending(p.id), Value::Pending(PendingStatus::Expired));
-            self.delete_expiry(&p);
-        }
+    fn expire(&mut self, p: Transfer) {
+        assert_eq!(self.pending_status(p.id), Some(PendingStatus::Pending));
+        let mut dr = self
+            .account(p.debit_account_id)
+            .expect("pending debit account");
+        let mut cr = self
+            .account(p.credit_account_id)
+            .expect("pending credit account");
+        dr.debits_pending -= p.amount;
+        cr.credits_pending -= p.amount;
+        reopen_if_closing(&p, &mut dr, &mut cr);
+        let timestamp = self.next_timestamp();
+        self.put_account(&dr);
+        self.put_account(&cr);
+        self.record_entry(&dr, p.id, EntryKind::Expiry, timestamp);
+        self.record_entry(&cr, p.id, EntryKind::Expiry, timestamp);
+        self.put(Key::Pending(p.id), Value::Pending(PendingStatus::Expired));
+        self.delete_expiry(&p);
     }
 
     fn store_scan_expiries(&self, now: u64, limit: usize) -> Vec<u128> {
