@@ -158,23 +158,6 @@ async fn a_wiped_follower_is_replaced_and_catches_up_by_snapshot() {
     h.cluster.signal(pause, "CONT").unwrap();
 }
 
-/// Runs `ledgerctl` with `args` against `endpoints`; returns its JSON output.
-fn ledgerctl_json(args: &[&str], endpoints: &str) -> serde_json::Value {
-    let server = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
-    let output = std::process::Command::new(server.with_file_name("ledgerctl"))
-        .args(args)
-        .arg("--json")
-        .env("LEDGER_ENDPOINTS", endpoints)
-        .output()
-        .expect("run ledgerctl (built beside ledger-server by `cargo build --workspace`)");
-    assert!(
-        output.status.success(),
-        "ledgerctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("ledgerctl --json prints JSON")
-}
-
 /// The sequence of a lost disk (docs/consistency.md, "Node identity"): a follower lags, the
 /// other follower loses its disk and starts empty, the leader crashes. The lagging node must not
 /// win an election with the empty node's vote: that would truncate acknowledged transfers. The

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ledger_client::local_cluster::{http_get, LocalCluster, NodeOptions};
 use ledger_client::{ClientConfig, LedgerClient, WriteResult};
 use ledger_core::{Account, AccountFlags, Transfer};
+use support::ledgerctl_json;
 use support::Harness;
 
 const BANK: u128 = 1;
@@ -275,22 +276,6 @@ async fn readiness_is_lost_by_a_partitioned_node_and_regained_after_healing() {
         assert!(Instant::now() < deadline, "not ready again after healing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn ledgerctl_json(args: &[&str], endpoints: &str) -> serde_json::Value {
-    let server = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
-    let output = Command::new(server.with_file_name("ledgerctl"))
-        .args(args)
-        .arg("--json")
-        .env("LEDGER_ENDPOINTS", endpoints)
-        .output()
-        .expect("ledgerctl runs");
-    assert!(
-        output.status.success(),
-        "ledgerctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
 /// Two consecutive free ports (gRPC, HTTP) for a node that must know its address in advance.

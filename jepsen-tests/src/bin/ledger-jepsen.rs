@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use jepsen_tests::history::History;
 use jepsen_tests::run::{run, Outcome, RunOptions};
 
@@ -19,46 +19,49 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args)]
+struct RunArgs {
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// bank, idempotency or bets.
+    #[arg(long, default_value = "bank")]
+    workload: String,
+    /// none, kill, pause, partition, slow, membership or all.
+    #[arg(long, default_value = "partition")]
+    nemesis: String,
+    /// Seconds of workload (healing and checking come after).
+    #[arg(long, default_value_t = 30)]
+    time_limit: u64,
+    /// Seeds the fault schedule and the clients' choices: the same seed replays the same
+    /// faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Logical clients.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// Where results.json, history.jsonl and report.html go.
+    #[arg(long, default_value = "jepsen-out")]
+    out: PathBuf,
+    /// The ledger-server binary (default: next to this one).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// The servers' latency profile: lan or regional (round trips up to 300 ms).
+    #[arg(long, default_value = "lan")]
+    latency_profile: String,
+    /// The slow nemesis's delay per direction, in ms (default: drawn from the range the
+    /// profile is built for: lan 5-50, regional 50-150).
+    #[arg(long)]
+    slow_delay_ms: Option<u64>,
+    /// Run the servers in a deliberately broken mode (needs a build with the
+    /// `negative-control` feature); the run must report anomalies.
+    #[arg(long)]
+    negative_control: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start a cluster, run a workload under a nemesis, check the history.
-    Run {
-        #[arg(long, default_value_t = 3)]
-        nodes: u64,
-        /// bank, idempotency or bets.
-        #[arg(long, default_value = "bank")]
-        workload: String,
-        /// none, kill, pause, partition, slow, membership or all.
-        #[arg(long, default_value = "partition")]
-        nemesis: String,
-        /// Seconds of workload (healing and checking come after).
-        #[arg(long, default_value_t = 30)]
-        time_limit: u64,
-        /// Seeds the fault schedule and the clients' choices: the same seed replays the same
-        /// faults.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Logical clients.
-        #[arg(long, default_value_t = 10)]
-        concurrency: usize,
-        /// Where results.json, history.jsonl and report.html go.
-        #[arg(long, default_value = "jepsen-out")]
-        out: PathBuf,
-        /// The ledger-server binary (default: next to this one).
-        #[arg(long)]
-        server: Option<PathBuf>,
-        /// The servers' latency profile: lan or regional (round trips up to 300 ms).
-        #[arg(long, default_value = "lan")]
-        latency_profile: String,
-        /// The slow nemesis's delay per direction, in ms (default: drawn from the range the
-        /// profile is built for: lan 5-50, regional 50-150).
-        #[arg(long)]
-        slow_delay_ms: Option<u64>,
-        /// Run the servers in a deliberately broken mode (needs a build with the
-        /// `negative-control` feature); the run must report anomalies.
-        #[arg(long)]
-        negative_control: bool,
-    },
+    Run(RunArgs),
     /// Check a recorded history again (history.jsonl of an earlier run) with every checker.
     Check {
         /// The history.jsonl file.
@@ -67,37 +70,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let (
-        (nodes, workload, nemesis, time_limit, seed, concurrency, out, server, negative_control),
-        (latency_profile, slow_delay_ms),
-    ) = match Cli::parse().command {
+    let RunArgs {
+        nodes,
+        workload,
+        nemesis,
+        time_limit,
+        seed,
+        concurrency,
+        out,
+        server,
+        latency_profile,
+        slow_delay_ms,
+        negative_control,
+    } = match Cli::parse().command {
         Command::Check { history } => return check(&history),
-        Command::Run {
-            nodes,
-            workload,
-            nemesis,
-            time_limit,
-            seed,
-            concurrency,
-            out,
-            server,
-            negative_control,
-            latency_profile,
-            slow_delay_ms,
-        } => (
-            (
-                nodes,
-                workload,
-                nemesis,
-                time_limit,
-                seed,
-                concurrency,
-                out,
-                server,
-                negative_control,
-            ),
-            (latency_profile, slow_delay_ms),
-        ),
+        Command::Run(args) => args,
     };
     let server = match server {
         Some(path) => path,

@@ -148,6 +148,24 @@ impl Harness {
     }
 }
 
+/// Runs `ledgerctl` (built beside ledger-server by `cargo build --workspace`) with `args`
+/// against `endpoints`; returns its `--json` output, and fails the test if it fails.
+pub fn ledgerctl_json(args: &[&str], endpoints: &str) -> serde_json::Value {
+    let server = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    let output = std::process::Command::new(server.with_file_name("ledgerctl"))
+        .args(args)
+        .arg("--json")
+        .env("LEDGER_ENDPOINTS", endpoints)
+        .output()
+        .expect("ledgerctl runs");
+    assert!(
+        output.status.success(),
+        "ledgerctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ledgerctl --json prints JSON")
+}
+
 pub fn u(v: u128) -> Option<pb::U128> {
     Some(v.into())
 }
