@@ -127,6 +127,19 @@ impl TestCluster {
         self.blocking(move |c| c.signal(id, signal)).await
     }
 
+    /// Shifts node `id`'s wall clock by `offset_ms` (0: back to the system clock); the nodes
+    /// run with `--fault-injection` for the `clock` nemesis.
+    pub async fn set_clock(&self, id: u64, offset_ms: i64) -> Result<(), String> {
+        let mut admin = AdminClient::connect(self.endpoint(id))
+            .await
+            .map_err(|e| format!("node {id}: {e}"))?;
+        admin
+            .inject_clock_offset(ledger_client::proto::admin::ClockOffsetRequest { offset_ms })
+            .await
+            .map_err(|e| format!("node {id}: {}", e.message()))?;
+        Ok(())
+    }
+
     /// Kills a node, deletes its data and starts it empty (not a member until re-added).
     pub async fn wipe_and_restart(&self, id: u64) -> Result<(), String> {
         self.blocking(move |c| {

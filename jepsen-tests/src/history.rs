@@ -167,6 +167,25 @@ pub enum Op {
     },
     /// After healing: a new write through the cluster succeeded (`ok`) or not (`fail`).
     ProbeWrite,
+    /// The hold prober (with the `clock` nemesis): a pending transfer of 1 between two
+    /// accounts of its own, which expires `timeout_s` seconds after it is applied.
+    Hold {
+        #[serde(with = "text")]
+        id: u128,
+        timeout_s: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+    },
+    /// The hold prober posts hold `hold`: `created` if it had not expired,
+    /// `pending_transfer_expired` if it had (by cluster time).
+    PostHold {
+        #[serde(with = "text")]
+        id: u128,
+        #[serde(with = "text")]
+        hold: u128,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+    },
 }
 
 /// One line of the history.

@@ -21,6 +21,7 @@ pub const NEMESES: &[&str] = &[
     "partition",
     "slow",
     "membership",
+    "clock",
     "all",
 ];
 
@@ -52,6 +53,9 @@ pub enum Fault {
     RemoveVoter(Target),
     /// A voter removed, its data wiped, and brought back empty by the replacement procedure.
     ReplaceWiped(Target),
+    /// A node's wall clock shifted (an hour or a day either way, or a jump of 2 s), back when
+    /// the fault stops. Needs the nodes started with `--fault-injection`.
+    Clock { target: Target, offset_ms: i64 },
 }
 
 impl Fault {
@@ -64,6 +68,7 @@ impl Fault {
             }
             Fault::Slow { .. } => "slow",
             Fault::RemoveVoter(_) | Fault::ReplaceWiped(_) => "membership",
+            Fault::Clock { .. } => "clock",
         }
     }
 }
@@ -114,6 +119,23 @@ fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize, slow_ms: (u64, u64)) -> 
         "slow" => Fault::Slow {
             delay_ms: rng.gen_range(slow_ms.0..=slow_ms.1),
             drop_per_mille: rng.gen_range(0..=30),
+        },
+        "clock" => Fault::Clock {
+            target: if rng.gen_bool(0.5) {
+                Target::Leader
+            } else {
+                target(rng, nodes)
+            },
+            offset_ms: *[
+                3_600_000i64,
+                -3_600_000,
+                86_400_000,
+                -86_400_000,
+                2_000,
+                -2_000,
+            ]
+            .choose(rng)
+            .expect("non-empty"),
         },
         "membership" => {
             if rng.gen_bool(0.5) {
@@ -295,6 +317,11 @@ pub async fn start(
                 vec![],
             )
         }
+        Fault::Clock { target, offset_ms } => {
+            let id = resolve(cluster, *target).await?;
+            cluster.set_clock(id, *offset_ms).await?;
+            (format!("node {id} clock {offset_ms:+} ms"), vec![id])
+        }
         Fault::RemoveVoter(t) | Fault::ReplaceWiped(t) => {
             let id = resolve(cluster, *t).await?;
             let voters = cluster.voters().await?;
@@ -345,6 +372,11 @@ pub async fn stop(cluster: &TestCluster, active: &Active) -> Result<(), String> 
                 cluster.add_voter(*id).await?;
             }
         }
+        Fault::Clock { .. } => {
+            for id in &active.nodes {
+                cluster.set_clock(*id, 0).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -377,7 +409,7 @@ mod tests {
     fn each_nemesis_schedules_only_its_faults_and_none_schedules_nothing() {
         let limit = Duration::from_secs(30);
         assert!(schedule("none", 1, limit, 3, LAN).unwrap().is_empty());
-        for name in ["kill", "pause", "partition", "slow", "membership"] {
+        for name in ["kill", "pause", "partition", "slow", "membership", "clock"] {
             let steps = schedule(name, 1, limit, 3, LAN).unwrap();
             assert!(!steps.is_empty(), "{name}");
             assert!(

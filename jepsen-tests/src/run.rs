@@ -79,6 +79,10 @@ pub async fn run(options: &RunOptions) -> Result<Outcome, String> {
     if options.negative_control {
         extra.push("--unsafe-skip-idempotency".into());
     }
+    if options.nemesis == "clock" {
+        // The clock nemesis shifts clocks through a test-only admin call.
+        extra.push("--fault-injection".into());
+    }
     let cluster = TestCluster::start(&options.server, &scratch, options.nodes, extra).await?;
     let result = drive(options, &cluster, &steps).await;
     cluster.stop().await;
@@ -139,6 +143,15 @@ async fn drive(
             options.seed,
         );
         workers.push(tokio::spawn(worker.run(ctx.clone(), until)));
+    }
+    if options.nemesis == "clock" {
+        let client = workload::client_for(&endpoints, 0).await?;
+        workers.push(tokio::spawn(workload::hold_prober(
+            ctx.clone(),
+            client,
+            options.seed,
+            until,
+        )));
     }
     let mut log = Vec::new();
     let mut rng = StdRng::seed_from_u64(options.seed);

@@ -45,6 +45,11 @@ const MARKET_BASE: u128 = 3_000;
 const LIABILITY_LIMIT: u128 = 100_000;
 const PROBE_DEBIT: u128 = 9_001;
 const PROBE_CREDIT: u128 = 9_002;
+/// The hold prober's accounts, apart from every workload's.
+const HOLD_DEBIT: u128 = 9_101;
+const HOLD_CREDIT: u128 = 9_102;
+/// The hold prober's ids start here (the workloads' come from `Ctx::fresh_id`, far below).
+const HOLD_ID_BASE: u128 = 1 << 100;
 
 /// The run's shared state: the clock, the history, the ids in use.
 pub struct Ctx {
@@ -158,6 +163,8 @@ pub async fn set_up(ctx: &Ctx, client: &LedgerClient, workload: &str) -> Result<
         account(BANK, AccountFlags::default()),
         account(PROBE_DEBIT, AccountFlags::default()),
         account(PROBE_CREDIT, AccountFlags::default()),
+        account(HOLD_DEBIT, AccountFlags::default()),
+        account(HOLD_CREDIT, AccountFlags::default()),
     ];
     accounts
         .extend((1..=ACCOUNTS).map(|id| account(id, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)));
@@ -214,6 +221,79 @@ pub async fn set_up(ctx: &Ctx, client: &LedgerClient, workload: &str) -> Result<
     recorder.history.setup.initial = read.iter().map(|a| (a.id, balance_of(a))).collect();
     recorder.history.setup.non_negative = ids;
     Ok(())
+}
+
+/// The hold prober, beside the workload when clocks are shifted: every 300 ms it makes a hold
+/// (a pending transfer of 1 with a timeout of 2-6 s) between accounts of its own, and posts
+/// each acknowledged hold once, at a random moment between a third of its timeout and 2 s
+/// past it. The `hold_expiry` checker holds the answers to the harness's own clock: a hold
+/// found expired must be at least its timeout old, within the bound of docs/consistency.md.
+pub async fn hold_prober(ctx: Arc<Ctx>, client: LedgerClient, seed: u64, until: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x686f_6c64);
+    let client = client.with_deadline(OP_DEADLINE);
+    let p = Process::Harness;
+    let mut next: u128 = 0;
+    let mut posts: Vec<(Instant, u128)> = Vec::new();
+    let mut next_hold = Instant::now();
+    while Instant::now() < until {
+        let now = Instant::now();
+        if let Some(i) = posts.iter().position(|(due, _)| *due <= now) {
+            let (_, hold) = posts.swap_remove(i);
+            next += 1;
+            let id = HOLD_ID_BASE + next;
+            let value = |result| Op::PostHold { id, hold, result };
+            ctx.record(p, Kind::Invoke, value(None), None);
+            let post = Transfer {
+                flags: ledger_core::TransferFlags::POST_PENDING_TRANSFER,
+                pending_id: hold,
+                ..transfer(id, HOLD_DEBIT, HOLD_CREDIT, 0)
+            };
+            let outcome = client
+                .create_transfer(post)
+                .await
+                .map(|r| r.name().to_string());
+            let (kind, result, error) = posted(&outcome);
+            ctx.record(p, kind, value(result), error);
+        } else if now >= next_hold {
+            next_hold = now + Duration::from_millis(300);
+            next += 1;
+            let id = HOLD_ID_BASE + next;
+            let timeout_s: u32 = rng.gen_range(2..=6);
+            let value = |result| Op::Hold {
+                id,
+                timeout_s,
+                result,
+            };
+            ctx.record(p, Kind::Invoke, value(None), None);
+            let hold = Transfer {
+                flags: ledger_core::TransferFlags::PENDING,
+                timeout: timeout_s,
+                ..transfer(id, HOLD_DEBIT, HOLD_CREDIT, 1)
+            };
+            let outcome = client
+                .create_transfer(hold)
+                .await
+                .map(|r| r.name().to_string());
+            let (kind, result, error) = completion(&outcome);
+            ctx.record(p, kind, value(result), error);
+            if kind == Kind::Ok {
+                let ms = rng
+                    .gen_range(u64::from(timeout_s) * 333..=u64::from(timeout_s) * 1_000 + 2_000);
+                posts.push((Instant::now() + Duration::from_millis(ms), id));
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// How a post of a hold ended: `ok` with the result when the cluster answered (created or
+/// expired are both answers), otherwise as any operation.
+fn posted(outcome: &Result<String, Error>) -> (Kind, Option<String>, Option<String>) {
+    match outcome {
+        Ok(result) => (Kind::Ok, Some(result.clone()), None),
+        Err(_) => completion(outcome),
+    }
 }
 
 /// How an operation ended, as Jepsen sees it.

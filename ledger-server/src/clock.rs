@@ -8,16 +8,22 @@
 //!
 //! 1. **Samples.** Every Raft reply carries the receiver's wall clock
 //!    (`RaftReply.wall_clock_ns`). The sender knows when it sent the call and how long the
-//!    round trip took, so the peer's offset is `peer clock - (sent + rtt / 2)`, within
-//!    `± rtt / 2` ([`Clock::learn`]). A leader hears from every voter at each heartbeat, and
-//!    a candidate from every voter it asks for a vote, so a new leader has samples at once.
-//! 2. **Agreement.** Each voter is an interval of offsets relative to this node: its sample's
-//!    offset, widened by the sample's error and by [`CLOCK_TOLERANCE_MS`]; this node is
-//!    `[-tolerance, +tolerance]`. Marzullo's algorithm finds the smallest interval that a
-//!    majority of the voters' intervals contain ([`agreement`]). Samples older than
-//!    [`SAMPLE_MAX_AGE_MS`] count for nothing.
-//! 3. **Stamp.** The leader's clock, moved into that interval ([`Clock::cluster_time`]). When
-//!    its own clock is right, that is its own clock; when it is a day ahead, it is the
+//!    round trip took, by its monotonic clock, so the peer's clock reads
+//!    `peer clock - (sent + rtt / 2)` ahead of this node's monotonic clock, within
+//!    `± rtt / 2` ([`Clock::learn`]). A leader hears from every voter at each heartbeat, and a
+//!    candidate from every voter it asks for a vote, so a new leader has samples at once.
+//!    Samples are kept against the monotonic clock, not this node's wall clock: when this
+//!    node's wall clock jumps, what it learnt of its peers stays true (samples taken against
+//!    the wall clock let a leader whose clock had just jumped a day ahead stamp that day for
+//!    a second, until fresh samples came: the harness's `clock` nemesis found holds expired
+//!    seconds early).
+//! 2. **Agreement.** Each voter is an interval of wall-clock readings relative to the
+//!    monotonic clock: a peer's sample, widened by its error and by [`CLOCK_TOLERANCE_MS`];
+//!    this node's own wall clock, read now, widened by the tolerance. Marzullo's algorithm
+//!    finds the smallest interval that a majority of the voters' intervals contain
+//!    ([`agreement`]). Samples older than [`SAMPLE_MAX_AGE_MS`] count for nothing.
+//! 3. **Stamp.** This node's wall clock moved into that interval ([`Clock::cluster_time`]).
+//!    When its own clock is right, that is its own clock; when it is a day ahead, it is the
 //!    majority's time. When no majority agrees, the leader refuses to propose
 //!    (`UNAVAILABLE`, `LEDGER_CLOCK_UNSYNCHRONIZED`: nothing applied) and counts it in
 //!    `ledger_clock_unsynchronized_total`, until the clocks agree again.
@@ -51,7 +57,7 @@ const NANOS_PER_MS: i64 = 1_000_000;
 /// One peer's clock as a round trip measured it.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
-    /// Peer clock minus this node's clock, in nanoseconds.
+    /// Peer wall clock minus this node's monotonic clock (nanoseconds since `Clock::origin`).
     offset_ns: i64,
     /// Half the round trip: how wrong `offset_ns` may be.
     error_ns: i64,
@@ -87,20 +93,37 @@ pub struct Unsynchronized {
 }
 
 /// This node's wall clock and what it knows of its peers'.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Clock {
     /// Added to the system clock: 0 except in tests (`--clock-offset-ms`).
     shift_ns: AtomicI64,
+    /// The start of the monotonic clock the samples are kept against.
+    origin: Instant,
     samples: Mutex<HashMap<u64, Sample>>,
     metrics: ClockMetrics,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new(ClockMetrics::default())
+    }
 }
 
 impl Clock {
     pub fn new(metrics: ClockMetrics) -> Self {
         Self {
+            shift_ns: AtomicI64::new(0),
+            origin: Instant::now(),
+            samples: Mutex::new(HashMap::new()),
             metrics,
-            ..Self::default()
         }
+    }
+
+    /// Nanoseconds of the monotonic clock at `at`.
+    fn monotonic_ns(&self, at: Instant) -> i64 {
+        at.saturating_duration_since(self.origin)
+            .as_nanos()
+            .min(i64::MAX as u128) as i64
     }
 
     /// Shifts this node's clock by `ms` (test builds only; see the module header).
@@ -121,32 +144,30 @@ impl Clock {
         system.saturating_add(shift).max(0) as u64
     }
 
-    /// Records a round trip to `peer`: sent at `sent_ns` by this clock, answered after `rtt`
-    /// with the peer's clock reading `peer_ns` (0: the peer sent none).
-    pub fn learn(&self, peer: u64, sent_ns: u64, rtt: Duration, peer_ns: u64) {
+    /// Records a round trip to `peer`: sent at `sent`, answered after `rtt` with the peer's
+    /// wall clock reading `peer_ns` (0: the peer sent none). The newest sample replaces the
+    /// last: a peer whose clock jumped is seen at once.
+    pub fn learn(&self, peer: u64, sent: Instant, rtt: Duration, peer_ns: u64) {
         if peer_ns == 0 {
             return;
         }
         let half = (rtt.as_nanos() / 2).min(i64::MAX as u128) as i64;
-        let midpoint = (sent_ns as i64).saturating_add(half);
+        let midpoint = self.monotonic_ns(sent).saturating_add(half);
         let sample = Sample {
             offset_ns: (peer_ns as i64).saturating_sub(midpoint),
             error_ns: half,
             at: Instant::now(),
         };
-        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        // A tighter sample is worth keeping for a while over a looser newer one (a round trip
-        // slowed by a busy disk says less); a fresh one replaces any older than a second.
-        let keep_old = samples.get(&peer).is_some_and(|old| {
-            old.error_ns < sample.error_ns && old.at.elapsed() < Duration::from_secs(1)
-        });
-        if !keep_old {
-            samples.insert(peer, sample);
-            self.metrics
-                .offsets
-                .get_or_create(&PeerLabels { peer })
-                .set(sample.offset_ns as f64 / 1e9);
-        }
+        // This node's own wall clock against the same monotonic clock, for the metric.
+        let own = (self.now_ns() as i64).saturating_sub(self.monotonic_ns(Instant::now()));
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, sample);
+        self.metrics
+            .offsets
+            .get_or_create(&PeerLabels { peer })
+            .set(sample.offset_ns.saturating_sub(own) as f64 / 1e9);
     }
 
     /// The time to stamp an entry with, on leader `own` of `voters`: this clock moved into
@@ -158,13 +179,19 @@ impl Clock {
     ) -> Result<u64, Unsynchronized> {
         let tolerance = CLOCK_TOLERANCE_MS as i64 * NANOS_PER_MS;
         let max_age = Duration::from_millis(SAMPLE_MAX_AGE_MS);
+        let monotonic = self.monotonic_ns(Instant::now());
+        // This node's wall clock, as an offset from the monotonic clock like the samples.
+        let mine = (self.now_ns() as i64).saturating_sub(monotonic);
         let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let mut intervals = Vec::new();
         let mut count = 0;
         for voter in voters {
             count += 1;
             if voter == own {
-                intervals.push((-tolerance, tolerance));
+                intervals.push((
+                    mine.saturating_sub(tolerance),
+                    mine.saturating_add(tolerance),
+                ));
             } else if let Some(s) = samples.get(&voter).filter(|s| s.at.elapsed() <= max_age) {
                 let width = s.error_ns.saturating_add(tolerance);
                 intervals.push((
@@ -175,10 +202,9 @@ impl Clock {
         }
         drop(samples);
         let needed = count / 2 + 1;
-        let now = self.now_ns() as i64;
         match agreement(&intervals) {
             Some((agreeing, lo, hi)) if agreeing >= needed => {
-                Ok(now.saturating_add(0i64.clamp(lo, hi)).max(0) as u64)
+                Ok(monotonic.saturating_add(mine.clamp(lo, hi)).max(0) as u64)
             }
             best => {
                 self.metrics.unsynchronized.inc();
@@ -239,12 +265,13 @@ mod tests {
         assert_eq!(agreement(&[(0, 5), (5, 9)]), Some((2, 5, 5)));
     }
 
+    /// A clock that learnt its peers' clocks `offsets_ms` away from its own wall clock.
     fn clock_with(offsets_ms: &[(u64, i64)]) -> Clock {
         let clock = Clock::default();
-        let now = clock.now_ns();
         for (peer, offset) in offsets_ms {
-            let peer_ns = (now as i64 + offset * MS) as u64;
-            clock.learn(*peer, now, Duration::from_millis(2), peer_ns);
+            let sent = Instant::now();
+            let peer_ns = (clock.now_ns() as i64 + offset * MS) as u64;
+            clock.learn(*peer, sent, Duration::from_millis(2), peer_ns);
         }
         clock
     }
@@ -290,6 +317,21 @@ mod tests {
         assert!(Clock::default().cluster_time(1, [1, 2, 3]).is_err());
         // A cluster of one agrees with itself.
         assert!(Clock::default().cluster_time(1, [1]).is_ok());
+    }
+
+    #[test]
+    fn what_was_learnt_of_the_peers_survives_a_jump_of_this_clock() {
+        // The peers agree with this clock; then this clock jumps a day ahead. The stamp stays
+        // the peers' time at once, without waiting for new samples.
+        let clock = clock_with(&[(2, 0), (3, 5)]);
+        let before = clock.now_ns() as i64;
+        clock.shift(DAY_MS);
+        let stamp = clock.cluster_time(1, [1, 2, 3]).expect("the peers agree") as i64;
+        assert!(
+            (stamp - before).abs() < (CLOCK_TOLERANCE_MS as i64 + 100) * MS,
+            "stamped {} ms from the peers' time",
+            (stamp - before) / MS
+        );
     }
 
     #[test]

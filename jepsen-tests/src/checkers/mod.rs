@@ -8,6 +8,7 @@
 //! | `linearizable_reads` | `linearizable.rs` | balance reads are linearizable (WGL search per account) |
 //! | `convergence` | `convergence.rs` | replicas agree after healing, and the cluster takes writes |
 //! | `bets` | `bets.rs` | bet statuses follow their market's settlement; players' money follows their bets |
+//! | `hold_expiry` | `hold_expiry.rs` | no hold is found expired before its timeout by the harness's clock (the `clock` nemesis) |
 //! | `progress` | `progress.rs` | every `slow` window (a quorum still connected) has a successful operation |
 //!
 //! `views.rs` holds the readings of a history that several checkers share (the attempts of each
@@ -23,6 +24,7 @@ pub mod bets;
 pub mod conservation;
 pub mod convergence;
 pub mod exactly_once;
+pub mod hold_expiry;
 pub mod linearizable;
 pub mod no_lost_writes;
 pub mod progress;
@@ -60,6 +62,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(convergence::Convergence),
         Box::new(bets::Bets),
         Box::new(progress::Progress),
+        Box::new(hold_expiry::HoldExpiry),
     ]
 }
 
@@ -107,7 +110,8 @@ mod tests {
                 "linearizable_reads",
                 "convergence",
                 "bets",
-                "progress"
+                "progress",
+                "hold_expiry"
             ]
         );
     }

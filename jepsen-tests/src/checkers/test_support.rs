@@ -243,6 +243,11 @@ impl HistoryBuilder {
         self.push(Process::Harness, kind, Op::ProbeWrite, None);
     }
 
+    /// An event of the harness itself (the hold prober's operations).
+    pub fn harness(&mut self, kind: Kind, op: Op) {
+        self.push(Process::Harness, kind, op, None);
+    }
+
     /// The nemesis starts (`start`) or stops a fault named `name`.
     pub fn fault(&mut self, name: &str, start: bool) {
         self.push(

@@ -434,4 +434,29 @@ impl Admin for AdminService {
             Ok(Response::new(pb::PartitionResponse {}))
         }
     }
+
+    async fn inject_clock_offset(
+        &self,
+        request: Request<pb::ClockOffsetRequest>,
+    ) -> Result<Response<pb::ClockOffsetResponse>, Status> {
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let _ = request;
+            Err(Status::unimplemented(
+                "LEDGER_UNIMPLEMENTED: InjectClockOffset is a test-only hook, not in this build",
+            ))
+        }
+        #[cfg(feature = "fault-injection")]
+        {
+            if !self.node.config.fault_injection {
+                return Err(Status::failed_precondition(
+                    "LEDGER_FAULT_INJECTION_DISABLED: start the node with --fault-injection",
+                ));
+            }
+            let offset_ms = request.into_inner().offset_ms;
+            tracing::warn!(offset_ms, "injected clock offset");
+            self.node.clock.shift(offset_ms);
+            Ok(Response::new(pb::ClockOffsetResponse {}))
+        }
+    }
 }

@@ -453,7 +453,6 @@ where
         // The deadline travels in the grpc-timeout header: tonic enforces it on this side and
         // the receiver drops the work when it expires.
         request.set_timeout(option.hard_ttl());
-        let sent_ns = self.clock.now_ns();
         let started = std::time::Instant::now();
         let reply = match action {
             RPCTypes::AppendEntries => client.append_entries(request).await,
@@ -465,7 +464,7 @@ where
             Err(status) => return Err(self.status_to_rpc_error(action, status, option)),
         };
         self.clock
-            .learn(self.target, sent_ns, started.elapsed(), reply.wall_clock_ns);
+            .learn(self.target, started, started.elapsed(), reply.wall_clock_ns);
         let result: Result<Resp, RaftError<NodeId, E>> = unseal(&reply.payload, reply.crc32)
             .map_err(|e| {
                 let e =
