@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::account::{Account, AccountFlags, Balances};
 use crate::bet::{Bet, Market, Settlement};
 use crate::command::QUERY_RESULTS_MAX;
-use crate::store::{EntryKind, Key, Store, Value};
+use crate::result::TransferResult;
+use crate::store::{EntryKind, Key, ObjectKind, Store, Value};
 use crate::transfer::{PendingStatus, Transfer};
 
 /// Which of an account's changes to return. Zero in a bound or `code` means "any".
@@ -135,6 +136,38 @@ pub fn pending_status(store: &impl Store, id: u128) -> Option<PendingStatus> {
         Some(Value::Pending(status)) => Some(status),
         _ => None,
     }
+}
+
+/// What became of a transfer id: whether a transfer holds it, what became of it if it is
+/// pending, and the transient result it failed with if it did (the id is then spent: every
+/// later event with it gets `id_already_failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferStatus {
+    pub id: u128,
+    pub exists: bool,
+    pub pending: Option<PendingStatus>,
+    pub failed: Option<TransferResult>,
+}
+
+/// The status of each transfer id, in order (at most [`QUERY_RESULTS_MAX`]): how a service
+/// that lost its answers learns, in one call, which of its ids were applied, which failed for
+/// good, and which were never seen (safe to submit again).
+pub fn transfer_statuses(store: &impl Store, ids: &[u128]) -> Vec<TransferStatus> {
+    ids.iter()
+        .take(QUERY_RESULTS_MAX)
+        .map(|&id| TransferStatus {
+            id,
+            exists: matches!(store.get(&Key::Transfer(id)), Some(Value::Transfer(_))),
+            pending: pending_status(store, id),
+            failed: match store.get(&Key::Failure {
+                kind: ObjectKind::Transfer,
+                id,
+            }) {
+                Some(Value::Failure(code)) => TransferResult::from_code(code),
+                _ => None,
+            },
+        })
+        .collect()
 }
 
 fn lookup<T>(

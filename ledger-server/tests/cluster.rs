@@ -337,3 +337,58 @@ async fn an_expiry_backlog_drains_in_bounded_entries_without_client_writes() {
     assert!(after >= before + 3, "entries {before}..{after}");
     converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
 }
+
+/// One call tells, for each transfer id, whether it was applied, what became of it if it is
+/// pending, whether it failed for good (a transient result spends the id), or nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_statuses_tell_applied_pending_failed_and_unknown_ids_in_one_call() {
+    let h = Harness::start(1, &[]);
+    let mut client = h.ledger(1).await;
+    create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
+    let hold = pb::Transfer {
+        flags: u32::from(ledger_core::TransferFlags::PENDING.0),
+        ..transfer(11, 1, 2, 3)
+    };
+    let r = create_transfers(
+        &mut client,
+        vec![transfer(10, 1, 2, 1), hold, transfer(12, 1, 99, 1)],
+    )
+    .await
+    .expect("write");
+    let not_found = ledger_core::TransferResult::CreditAccountNotFound;
+    assert_eq!(r.results, vec![CREATED, CREATED, not_found.code()]);
+    let statuses = client
+        .get_transfer_statuses(pb::LookupRequest {
+            ids: [10u128, 11, 12, 13].iter().map(|id| (*id).into()).collect(),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("statuses")
+        .into_inner()
+        .statuses;
+    let seen: Vec<(bool, i32, u32, &str)> = statuses
+        .iter()
+        .map(|s| {
+            (
+                s.exists,
+                s.pending_status,
+                s.failed_result,
+                s.failed_result_name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (true, pb::PendingStatus::None as i32, 0, ""),
+            (true, pb::PendingStatus::Pending as i32, 0, ""),
+            (
+                false,
+                pb::PendingStatus::None as i32,
+                not_found.code(),
+                "credit_account_not_found"
+            ),
+            (false, pb::PendingStatus::None as i32, 0, ""),
+        ]
+    );
+}

@@ -320,6 +320,30 @@ impl Ledger for LedgerService {
         }))
     }
 
+    async fn get_transfer_statuses(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::TransferStatusesResponse>, Status> {
+        let r = request.into_inner();
+        let ids = lookup_ids(&r.ids)?;
+        let (statuses, applied_index) = self
+            .read(r.consistency, move |v| query::transfer_statuses(v, &ids))
+            .await?;
+        Ok(Response::new(pb::TransferStatusesResponse {
+            statuses: statuses
+                .iter()
+                .map(|s| pb::TransferStatus {
+                    id: Some(s.id.into()),
+                    exists: s.exists,
+                    pending_status: convert::pending_status_to_pb(s.pending) as i32,
+                    failed_result: s.failed.map(|f| f.code()).unwrap_or(0),
+                    failed_result_name: s.failed.map(|f| f.name().to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            applied_index,
+        }))
+    }
+
     async fn lookup_markets(
         &self,
         request: Request<pb::LookupRequest>,

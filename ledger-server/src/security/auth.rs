@@ -86,6 +86,7 @@ pub const METHODS: &[(&str, &str, &str, Caller)] = &[
     (LEDGER_SERVICE, "Ledger", "GetAccountBalances", READ),
     (LEDGER_SERVICE, "Ledger", "GetMarketBets", READ),
     (LEDGER_SERVICE, "Ledger", "GetPendingStatus", READ),
+    (LEDGER_SERVICE, "Ledger", "GetTransferStatuses", READ),
     (ADMIN_SERVICE, "Admin", "Init", ADMIN),
     (ADMIN_SERVICE, "Admin", "AddLearner", ADMIN),
     (ADMIN_SERVICE, "Admin", "ChangeMembership", ADMIN),
