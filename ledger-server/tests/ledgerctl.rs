@@ -525,3 +525,144 @@ fn cluster_init_bootstraps_nodes_started_without_init_once() {
         let _ = child.wait();
     }
 }
+
+/// Runs `ledgerctl` with a 1 s connect timeout and a 2 s deadline; returns its exit code, its
+/// stderr and how long it took.
+fn fails_fast(args: &[&str]) -> (Option<i32>, String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let output = Command::new(ledgerctl())
+        .args(["--connect-timeout", "1s", "--timeout", "2s"])
+        .args(args)
+        .env_remove("LEDGER_ENDPOINTS")
+        .env_remove("LEDGER_TLS_CA")
+        .output()
+        .expect("ledgerctl runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// Every connection-level mistake ends within 3 s with exit code 1, says "not sent" or "not
+/// applied" (never "outcome unknown" for a call that never reached a node), and gives a hint.
+#[test]
+fn connection_mistakes_fail_fast_with_a_hint_and_never_as_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
+    let plain = ledger_client::local_cluster::LocalCluster::start(
+        &binary,
+        &dir.path().join("plain"),
+        1,
+        Default::default(),
+    )
+    .expect("a plaintext node");
+    plain.wait_ready(support::READY_TIMEOUT).expect("ready");
+    let grpc = plain.grpc_addr(1).to_string();
+    let http = plain.http_addr(1).to_string();
+
+    // A TLS node, for the plaintext-against-TLS and wrong-CA mistakes.
+    let certs = dir.path().join("certs");
+    let other = dir.path().join("other-certs");
+    for out in [&certs, &other] {
+        let made = Command::new(ledgerctl())
+            .args(["certs", "--out", out.to_str().unwrap(), "--nodes", "1"])
+            .output()
+            .expect("certs");
+        assert!(made.status.success());
+    }
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pem = |name: &str| certs.join(name).to_str().unwrap().to_string();
+    let mut tls_node = Command::new(&binary)
+        .args(["--node-id", "1", "--init", "--data-dir"])
+        .arg(dir.path().join("tls-data"))
+        .args(["--grpc-addr", &format!("127.0.0.1:{tls_port}")])
+        .args(["--peer-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args([
+            "--tls-cert",
+            &pem("node-1.pem"),
+            "--tls-key",
+            &pem("node-1-key.pem"),
+        ])
+        .args(["--tls-ca", &pem("ca.pem")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("a TLS node");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the TLS node listens");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let other_ca = other.join("ca.pem");
+
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--endpoints".into(), "http://127.0.0.1:1".into()],
+            "nothing listens there",
+        ),
+        (
+            vec![
+                "--endpoints".into(),
+                "http://no-such-host.invalid:7000".into(),
+            ],
+            "does not resolve",
+        ),
+        (
+            vec!["--endpoints".into(), format!("http://{http}")],
+            "HTTP port",
+        ),
+        (
+            vec!["--endpoints".into(), format!("ftp://{grpc}")],
+            "use http:// or https://",
+        ),
+        (
+            vec![
+                "--endpoints".into(),
+                format!("http://{grpc}"),
+                "--tls-ca".into(),
+                not_pem.to_str().unwrap().into(),
+            ],
+            "no PEM certificate",
+        ),
+        (
+            vec!["--endpoints".into(), format!("http://127.0.0.1:{tls_port}")],
+            "speaks TLS",
+        ),
+        (
+            vec![
+                "--endpoints".into(),
+                format!("https://127.0.0.1:{tls_port}"),
+                "--tls-ca".into(),
+                other_ca.to_str().unwrap().into(),
+            ],
+            "not signed by the CA given",
+        ),
+    ];
+    for (flags, hint) in cases {
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend(["account", "get", "1"]);
+        let (code, stderr, took) = fails_fast(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(hint),
+            "{args:?}: expected {hint:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains("outcome unknown after"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "{args:?} took {took:?}"
+        );
+    }
+    let _ = tls_node.kill();
+    let _ = tls_node.wait();
+}

@@ -54,10 +54,21 @@ impl Credentials {
         self
     }
 
-    /// Uses TLS, trusting the CA in this PEM file.
+    /// Uses TLS, trusting the CA in this PEM file. A file without a PEM certificate is refused
+    /// here, not at the first call.
     pub fn with_tls_ca_file(self, path: &Path) -> Result<Self, Error> {
         let pem = std::fs::read(path)
             .map_err(|e| Error::Config(format!("TLS CA {}: {e}", path.display())))?;
+        let text = String::from_utf8_lossy(&pem);
+        if !text.contains("-----BEGIN CERTIFICATE-----")
+            || !text.contains("-----END CERTIFICATE-----")
+        {
+            return Err(Error::Config(format!(
+                "TLS CA {}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----; \
+                 `ledgerctl certs` writes ca.pem)",
+                path.display()
+            )));
+        }
         Ok(self.with_tls_ca_pem(pem))
     }
 
@@ -104,6 +115,14 @@ impl Credentials {
 
     /// An endpoint for `address`, with TLS when configured.
     pub fn endpoint(&self, address: &str, connect_timeout: Duration) -> Result<Endpoint, Error> {
+        if let Some((scheme, _)) = address.split_once("://") {
+            if scheme != "http" && scheme != "https" {
+                return Err(Error::Config(format!(
+                    "endpoint {address:?}: scheme {scheme}:// is not supported; use http:// \
+                     or https:// (or host:port)"
+                )));
+            }
+        }
         let uri = self.uri(address);
         if uri.starts_with("https://") && !self.uses_tls() {
             return Err(Error::Config(format!(

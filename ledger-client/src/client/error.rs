@@ -120,8 +120,25 @@ pub(crate) fn classify(status: &Status) -> Failure {
         }
         Code::ResourceExhausted => Failure::Refused(message.to_string()),
         Code::Unavailable if applied == Some(Applied::No) => Failure::Refused(message.to_string()),
-        Code::Unavailable if connection_refused(status) => {
-            Failure::Refused(format!("connection refused: {message}"))
+        // The server answered plain HTTP without gRPC: not a Ledger gRPC port (nothing there
+        // can have applied anything).
+        Code::Unimplemented | Code::Unknown | Code::Internal
+            if message.contains("mapped from HTTP status code") =>
+        {
+            Failure::Fatal(Error::Config(format!(
+                "not sent to a Ledger node: {message}; this looks like a node's HTTP port \
+                 (health and metrics); give its gRPC port (--grpc-addr, 7000 by default)"
+            )))
+        }
+        _ if not_sent(status).is_some() => {
+            let (why, hint) = not_sent(status).expect("just checked");
+            let message = format!("not sent: {why}{hint}");
+            // A certificate the CA does not vouch for stays so: retrying cannot help.
+            if why.contains("invalid peer certificate") {
+                Failure::Fatal(Error::Config(message))
+            } else {
+                Failure::Refused(message)
+            }
         }
         Code::InvalidArgument | Code::OutOfRange => {
             Failure::Fatal(Error::InvalidArgument(message.to_string()))
@@ -133,18 +150,67 @@ pub(crate) fn classify(status: &Status) -> Failure {
     }
 }
 
-/// True when the connection was never made, so the request was never sent.
-fn connection_refused(status: &Status) -> bool {
+/// Why a request was never sent, and a hint for the operator, when its connection could not
+/// be made: refused, a name that does not resolve, no answer to the connection, a failed TLS
+/// handshake, or a server that does not speak the connection's protocol (a TLS server called
+/// over plaintext). `None` when the connection was made (the request may have been sent).
+fn not_sent(status: &Status) -> Option<(String, &'static str)> {
+    let mut chain = Vec::new();
+    let mut refused = false;
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(error) = source {
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        let text = error.to_string();
+        // Nested errors often repeat their source's message.
+        if !chain
+            .last()
+            .is_some_and(|last: &String| last.contains(&text))
+        {
+            chain.push(text);
         }
         source = error.source();
     }
-    false
+    let text = chain.join(": ");
+    let handshake = |t: &str| {
+        t.contains("invalid peer certificate")
+            || t.contains("InvalidCertificate")
+            || t.contains("received fatal alert")
+    };
+    let text = if handshake(status.message()) && !handshake(&text) {
+        format!("{}: {text}", status.message())
+    } else {
+        text
+    };
+    let connecting = refused
+        || text.contains("client error (Connect)")
+        || text.contains("tcp connect error")
+        || text.contains("dns error")
+        || handshake(&text);
+    if !connecting {
+        return None;
+    }
+    let hint = if refused || text.contains("Connection refused") {
+        " (nothing listens there: is the node running, and is this its gRPC port?)"
+    } else if text.contains("dns error") || text.contains("failed to lookup address") {
+        " (the host name does not resolve)"
+    } else if text.contains("UnknownIssuer")
+        || text.contains("BadSignature")
+        || text.contains("invalid peer certificate")
+    {
+        " (the server's certificate is not signed by the CA given: check LEDGER_TLS_CA)"
+    } else if text.contains("InvalidContentType")
+        || text.contains("corrupt message")
+        || text.contains("received corrupt")
+    {
+        " (the server does not speak TLS: use http:// and no CA)"
+    } else if text.contains("timed out") || text.contains("deadline") {
+        " (no answer to the connection: a firewall, a wrong address, or a stopped node)"
+    } else {
+        ""
+    };
+    Some((text, hint))
 }
 
 #[cfg(test)]

@@ -48,6 +48,13 @@ struct Cli {
     /// visible to other users of the machine.
     #[arg(long, env = "LEDGER_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// How long one call may take, retries included (`500ms`, `3s`, `1m`; default 30s). A
+    /// write whose deadline passes after it may have been sent ends "outcome unknown".
+    #[arg(long, env = "LEDGER_TIMEOUT", global = true, value_parser = parse_duration)]
+    timeout: Option<std::time::Duration>,
+    /// How long to wait for a connection to a node (default 2s).
+    #[arg(long, env = "LEDGER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
+    connect_timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -256,11 +263,11 @@ enum TransferCommands {
         ledger: u32,
         #[arg(long, default_value_t = 1)]
         code: u16,
-        /// Reserve the amount; post or void it later. With --timeout, it expires.
+        /// Reserve the amount; post or void it later. With --expires-after, it expires.
         #[arg(long)]
         pending: bool,
-        /// Seconds until a pending transfer expires (0: never).
-        #[arg(long, default_value_t = 0)]
+        /// Seconds until a pending transfer expires (0: never): its `timeout` field.
+        #[arg(id = "expires_after", long = "expires-after", default_value_t = 0)]
         timeout: u32,
         /// More flags by name: linked, balancing_debit, balancing_credit, closing_debit,
         /// closing_credit.
@@ -460,12 +467,44 @@ enum LocalCommands {
     },
 }
 
+/// Parses `500ms`, `3s`, `2m`, or a number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (500ms, 3s, 1m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{s:?}: unit {unit:?} is not ms, s or m")),
+    };
+    if !(seconds > 0.0 && seconds < 86_400.0) {
+        return Err(format!("{s:?}: between 1ms and a day"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let endpoints = cli.endpoints.clone();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("ledgerctl: {message}");
+            match connect::speaks_tls(&endpoints, &message) {
+                // Whatever the client concluded, a server that speaks TLS understood none of
+                // the plaintext calls: nothing was applied.
+                Some(endpoint) => eprintln!(
+                    "ledgerctl: not applied: {endpoint} speaks TLS, and a plaintext call cannot \
+                     reach it: use https:// and LEDGER_TLS_CA (--tls-ca); the server answered \
+                     with an HTTP/2 protocol error"
+                ),
+                None => eprintln!("ledgerctl: {message}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -491,6 +530,7 @@ fn run(cli: Cli) -> Result<(), String> {
         credentials = credentials.with_token(token).map_err(|e| e.to_string())?;
     }
     connect::init(credentials);
+    connect::set_timeouts(cli.timeout, cli.connect_timeout);
     let block_on = |f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>| {
         tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())?
@@ -605,7 +645,8 @@ enum Data {
     Bet(BetCommands),
 }
 
-/// How long a data command may take, retries through a failover included.
+/// How long a data command may take, retries through a failover included, unless
+/// `--timeout` says otherwise.
 const DATA_COMMAND_DEADLINE_MS: u64 = 15_000;
 
 fn data(endpoints: &[String], json: bool, command: Data) -> Result<(), String> {
@@ -614,7 +655,9 @@ fn data(endpoints: &[String], json: bool, command: Data) -> Result<(), String> {
         let client = LedgerClient::with_config(connect::client_config(endpoints))
             .await
             .map_err(|e| e.to_string())?
-            .with_deadline(Duration::from_millis(DATA_COMMAND_DEADLINE_MS));
+            .with_deadline(
+                connect::call_timeout().unwrap_or(Duration::from_millis(DATA_COMMAND_DEADLINE_MS)),
+            );
         let out = ledger::Out { json };
         let c = &client;
         let o = &out;
