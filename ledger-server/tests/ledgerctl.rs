@@ -666,3 +666,27 @@ fn connection_mistakes_fail_fast_with_a_hint_and_never_as_unknown() {
     let _ = tls_node.kill();
     let _ = tls_node.wait();
 }
+
+#[test]
+fn completions_cover_every_command_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::new(ledgerctl())
+            .args(["completions", shell])
+            .output()
+            .expect("ledgerctl runs");
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        for word in ["cluster", "replace", "kill-leader", "connect-timeout"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let refused = Command::new(ledgerctl())
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("ledgerctl runs");
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}

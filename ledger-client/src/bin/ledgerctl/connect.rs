@@ -76,12 +76,14 @@ pub async fn ledger(endpoint: &str) -> Result<LedgerGrpc<AuthChannel>, String> {
         .max_encoding_message_size(MESSAGE_BYTES_MAX))
 }
 
-/// After a call failed with an HTTP/2 protocol error: the first plaintext endpoint whose
+/// After a call failed at the transport (an HTTP/2 protocol error, a closed stream): the
+/// first plaintext endpoint whose
 /// server answers an HTTP/2 preface with a TLS record (it speaks TLS, so the call was never
 /// understood there, let alone applied), if any.
 pub fn speaks_tls(endpoints: &str, error: &str) -> Option<String> {
     use std::io::{Read, Write};
-    if !error.contains("h2 protocol error") {
+    // What a TLS server's answer to a plaintext call looks like, depending on timing.
+    if !error.contains("h2 protocol error") && !error.contains("transport error") {
         return None;
     }
     endpoints

@@ -160,6 +160,11 @@ enum Commands {
         #[command(subcommand)]
         command: LocalCommands,
     },
+    /// Print a shell completion script: `ledgerctl completions bash > /etc/bash_completion.d/ledgerctl`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -500,8 +505,8 @@ fn main() -> ExitCode {
                 // the plaintext calls: nothing was applied.
                 Some(endpoint) => eprintln!(
                     "ledgerctl: not applied: {endpoint} speaks TLS, and a plaintext call cannot \
-                     reach it: use https:// and LEDGER_TLS_CA (--tls-ca); the server answered \
-                     with an HTTP/2 protocol error"
+                     reach it: use https:// and LEDGER_TLS_CA (--tls-ca); the calls failed at \
+                     the transport"
                 ),
                 None => eprintln!("ledgerctl: {message}"),
             }
@@ -573,6 +578,18 @@ fn run(cli: Cli) -> Result<(), String> {
             }))
         }
         Commands::Local { command } => local(command, cli.json),
+        Commands::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Written whole from memory: a reader that closes early (`| head`) is not an error
+            // worth more than its exit code.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ledgerctl", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.map_err(|e| format!("stdout: {e}")),
+            }
+        }
         Commands::Certs { out, nodes, hosts } => credentials::certs(&out, nodes, &hosts, cli.json),
         Commands::PeerSecret { out } => {
             ledger_client::local_cluster::write_peer_secret(&out)
