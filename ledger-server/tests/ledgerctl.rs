@@ -61,6 +61,17 @@ fn local_cluster_status_bench_verify_and_down() {
         1,
         "{status}"
     );
+    // Each node's pid, as `local up` printed them: the process to signal is named.
+    let mut pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
+    let mut started: Vec<u64> = up["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    pids.sort_unstable();
+    started.sort_unstable();
+    assert_eq!(pids, started, "{status}");
 
     // The bench's accounts are its own (1..=100 and its bank).
     let bench = run_json(

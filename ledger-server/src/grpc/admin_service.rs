@@ -343,6 +343,7 @@ impl Admin for AdminService {
             peer_address: self.node.advertise_peer_addr.clone(),
             insecure: self.node.config.insecure.clone().unwrap_or_default(),
             incarnation: self.node.incarnation,
+            pid: std::process::id(),
         }))
     }
 

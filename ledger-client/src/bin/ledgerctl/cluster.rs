@@ -45,7 +45,7 @@ async fn leader_endpoint(endpoints: &[String]) -> Result<String, String> {
 
 fn status_json(s: &StatusResponse) -> serde_json::Value {
     json!({
-        "node_id": s.node_id, "address": s.address, "state": s.state, "term": s.current_term,
+        "node_id": s.node_id, "pid": s.pid, "address": s.address, "state": s.state, "term": s.current_term,
         "leader_id": s.has_leader.then_some(s.leader_id), "last_log_index": s.last_log_index,
         "committed_index": s.committed_index, "applied_index": s.applied_index,
         "snapshot_index": s.snapshot_index,
@@ -98,14 +98,24 @@ pub async fn status(endpoints: &[String], json_out: bool) -> Result<(), String> 
         println!("{}", json!({ "nodes": nodes }));
     } else {
         println!(
-            "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>9} {:>6} {:<8}",
-            "node", "address", "role", "term", "last_log", "committed", "applied", "lag", "healthy"
+            "{:<5} {:>8} {:<22} {:<10} {:>5} {:>9} {:>9} {:>9} {:>6} {:<8}",
+            "node",
+            "pid",
+            "address",
+            "role",
+            "term",
+            "last_log",
+            "committed",
+            "applied",
+            "lag",
+            "healthy"
         );
         for (endpoint, s) in &rows {
             match s {
                 Ok(s) => println!(
-                    "{:<5} {:<22} {:<10} {:>5} {:>9} {:>9} {:>9} {:>6} {:<8}",
+                    "{:<5} {:>8} {:<22} {:<10} {:>5} {:>9} {:>9} {:>9} {:>6} {:<8}",
                     s.node_id,
+                    s.pid,
                     s.address,
                     s.state,
                     s.current_term,
@@ -121,7 +131,7 @@ pub async fn status(endpoints: &[String], json_out: bool) -> Result<(), String> 
                         format!("no: {}", s.unhealthy_reason)
                     }
                 ),
-                Err(e) => println!("{:<5} {endpoint:<22} unreachable: {e}", "?"),
+                Err(e) => println!("{:<5} {:>8} {endpoint:<22} unreachable: {e}", "?", "-"),
             }
         }
     }
