@@ -211,18 +211,29 @@ async fn a_voter_back_with_an_empty_disk_neither_votes_nor_loses_acknowledged_tr
 
     // The old leader returns: it and `lagging` are a quorum, and nothing acknowledged is lost.
     h.cluster.restart(leader).expect("restart the leader");
-    let new_leader = h
-        .leader_among(&[leader, lagging], Duration::from_secs(30))
-        .await;
-    let mut client = h.ledger(new_leader).await;
-    let found = lookup_transfers(
-        &mut client,
-        &acknowledged,
-        pb::ReadConsistency::Linearizable,
-    )
-    .await
-    .transfers
-    .len();
+    // The returning node and `lagging` may trade leadership once (`lagging` stood for
+    // election alone, at higher terms): read from whichever leads once it holds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        let new_leader = h
+            .leader_among(&[leader, lagging], Duration::from_secs(30))
+            .await;
+        let read = h
+            .ledger(new_leader)
+            .await
+            .lookup_transfers(pb::LookupRequest {
+                ids: acknowledged.iter().map(|id| (*id).into()).collect(),
+                consistency: pb::ReadConsistency::Linearizable as i32,
+            })
+            .await;
+        match read {
+            Ok(read) => break read.into_inner().transfers.len(),
+            Err(status) => {
+                assert!(Instant::now() < deadline, "no stable leader: {status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     assert_eq!(found, acknowledged.len(), "acknowledged transfers lost");
     assert_eq!(
         h.status(lost).await.expect("status").last_log_index,
