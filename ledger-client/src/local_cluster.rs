@@ -558,10 +558,13 @@ impl ExampleCluster {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace.join("target"));
+        // The newest build: `./scripts/test` builds in release, a plain `cargo build` in debug.
         let binary = ["debug", "release"]
             .iter()
             .map(|profile| target.join(profile).join("ledger-server"))
-            .find(|path| path.exists())
+            .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
+            .max()
+            .map(|(_, path)| path)
             .ok_or_else(|| {
                 LocalClusterError::Layout(format!(
                     "no ledger-server under {}; run `cargo build --workspace` first",

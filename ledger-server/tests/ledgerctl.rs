@@ -223,17 +223,65 @@ fn data_commands_accounts_transfers_history_bets_and_the_example_program() {
          {\"id\": \"21\", \"debit_account_id\": 1000001, \"credit_account_id\": 999, \"amount\": 5, \"ledger\": 1, \"code\": 1}\n",
     )
     .unwrap();
-    let (success, stdout, _) =
+    let (success, stdout, stderr) =
         run_raw(&["transfer", "create", "--file", file.to_str().unwrap()], e);
     assert!(!success, "{stdout}");
+    // Each failed event's code is said once, on stderr, in one line.
     assert!(
-        stdout.contains("transfer 20: linked_event_failed"),
-        "{stdout}"
+        stdout.is_empty(),
+        "failures are not repeated on stdout: {stdout}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("transfer 20: linked_event_failed"),
+        "{stderr}"
     );
     assert!(
-        stdout.contains("transfer 21: credit_account_not_found"),
-        "{stdout}"
+        stderr.contains("transfer 21: credit_account_not_found"),
+        "{stderr}"
     );
+    // With --json, the results are on stdout only.
+    let (success, stdout, stderr) = run_raw(
+        &[
+            "--json",
+            "transfer",
+            "create",
+            "--file",
+            file.to_str().unwrap(),
+        ],
+        e,
+    );
+    assert!(!success && stderr.is_empty(), "{stderr}");
+    let results: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(results["ok"], false);
+    assert_eq!(results["results"][1]["result"], "id_already_failed");
+    // An event with id 0 is refused once, by its own result code.
+    let (success, stdout, stderr) = run_raw(
+        &[
+            "transfer", "create", "--id", "0", "--debit", "1000001", "--credit", "1000002",
+            "--amount", "1",
+        ],
+        e,
+    );
+    assert!(!success && stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.trim(), "ledgerctl: transfer 0: id_must_not_be_zero");
+    // Flags are lists in JSON.
+    assert_eq!(
+        ok(&["transfer", "get", "12"])["transfers"][0]["flags"],
+        serde_json::json!(["pending"])
+    );
+    assert_eq!(
+        ok(&["transfer", "get", "13"])["transfers"][0]["flags"],
+        serde_json::json!(["post_pending_transfer"])
+    );
+    // Empty answers are explicit: a missing account fails, an account without the history
+    // flag says why, and a history with nothing in it says so.
+    let (success, _, stderr) = run_raw(&["history", "424242"], e);
+    assert!(!success && stderr.contains("no account 424242"), "{stderr}");
+    let (success, _, stderr) = run_raw(&["history", "1000001", "--balances"], e);
+    assert!(!success && stderr.contains("--flags history"), "{stderr}");
+    let (success, stdout, _) = run_raw(&["history", "1000002", "--code", "77"], e);
+    assert!(success && stdout.contains("no transfers match"), "{stdout}");
 
     let got = ok(&["account", "get", "1000002"]);
     assert_eq!(got["accounts"][0]["credits_posted"], "100");

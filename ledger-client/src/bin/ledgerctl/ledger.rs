@@ -86,12 +86,17 @@ pub fn transfer_flags(input: &str) -> Result<TransferFlags, String> {
     parse_flags(input, &table).map(TransferFlags)
 }
 
-fn names_of(bits: u16, table: &[(&'static str, u16)]) -> String {
-    let names: Vec<&str> = table
+/// The names of the flags set in `bits`, in table order.
+fn names_of(bits: u16, table: &[(&'static str, u16)]) -> Vec<&'static str> {
+    table
         .iter()
         .filter(|(_, bit)| bits & bit != 0)
         .map(|(n, _)| *n)
-        .collect();
+        .collect()
+}
+
+/// Flag names for a table column: comma-separated, or `-` for none.
+fn column(names: &[&str]) -> String {
     if names.is_empty() {
         "-".into()
     } else {
@@ -99,12 +104,12 @@ fn names_of(bits: u16, table: &[(&'static str, u16)]) -> String {
     }
 }
 
-fn account_flag_names(flags: AccountFlags) -> String {
+fn account_flag_names(flags: AccountFlags) -> Vec<&'static str> {
     let table: Vec<(&'static str, u16)> = ACCOUNT_FLAGS.iter().map(|(n, f)| (*n, f.0)).collect();
     names_of(flags.0, &table)
 }
 
-fn transfer_flag_names(flags: TransferFlags) -> String {
+fn transfer_flag_names(flags: TransferFlags) -> Vec<&'static str> {
     let table: Vec<(&'static str, u16)> = TRANSFER_FLAGS.iter().map(|(n, f)| (*n, f.0)).collect();
     names_of(flags.0, &table)
 }
@@ -175,7 +180,13 @@ fn bet_json(b: &Bet) -> Value {
 
 // ---- results ------------------------------------------------------------------------------
 
-/// Prints one result per event and fails unless every one is a success or `exists`.
+/// The error of a command that has printed its outcome already (`--json` results with
+/// `"ok": false`): `main` exits non-zero without saying it again on stderr.
+pub const REPORTED: &str = "";
+
+/// Prints one result per event and fails unless every one is a success or `exists`. Each
+/// result is said once: successes on stdout, failures in the error (stderr); with `--json`,
+/// all of them in the document on stdout.
 fn report<R: WriteResult + std::fmt::Display>(
     out: &Out,
     what: &str,
@@ -195,8 +206,14 @@ fn report<R: WriteResult + std::fmt::Display>(
             .map(|(id, r)| json!({"id": id.to_string(), "result": r.to_string()}))
             .collect();
         println!("{}", json!({ "results": rows, "ok": failed.is_empty() }));
-    } else {
-        for (id, r) in ids.iter().zip(results) {
+        return if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(REPORTED.into())
+        };
+    }
+    for (id, r) in ids.iter().zip(results) {
+        if *r == R::SUCCESS || *r == R::EXISTS {
             println!("{what} {id}: {r}");
         }
     }
@@ -204,9 +221,9 @@ fn report<R: WriteResult + std::fmt::Display>(
         0 => Ok(()),
         1 => Err(failed[0].clone()),
         n => Err(format!(
-            "{n} of {} {what}s failed, first: {}",
+            "{n} of {} {what}s failed: {}",
             ids.len(),
-            failed[0]
+            failed.join("; ")
         )),
     }
 }
@@ -226,6 +243,9 @@ fn print_accounts(out: &Out, accounts: &[Account]) {
     if out.json {
         let rows: Vec<Value> = accounts.iter().map(account_json).collect();
         println!("{}", json!({ "accounts": rows }));
+        return;
+    }
+    if accounts.is_empty() {
         return;
     }
     println!(
@@ -248,7 +268,7 @@ fn print_accounts(out: &Out, accounts: &[Account]) {
             a.debits_posted,
             a.credits_pending,
             a.credits_posted,
-            account_flag_names(a.flags)
+            column(&account_flag_names(a.flags))
         );
     }
 }
@@ -256,16 +276,7 @@ fn print_accounts(out: &Out, accounts: &[Account]) {
 pub async fn account_get(client: &LedgerClient, out: &Out, ids: &[u128]) -> Result<(), String> {
     let accounts = client.lookup_accounts(ids).await.map_err(text)?;
     print_accounts(out, &accounts);
-    let missing: Vec<String> = ids
-        .iter()
-        .filter(|id| !accounts.iter().any(|a| a.id == **id))
-        .map(u128::to_string)
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("no account {}", missing.join(", ")))
-    }
+    missing("account", ids, accounts.iter().map(|a| a.id))
 }
 
 pub async fn account_list(
@@ -276,7 +287,25 @@ pub async fn account_list(
 ) -> Result<(), String> {
     let accounts = client.list_accounts(after, limit).await.map_err(text)?;
     print_accounts(out, &accounts);
+    if accounts.is_empty() && !out.json {
+        println!("no accounts after id {after}");
+    }
     Ok(())
+}
+
+/// Fails naming the ids that were looked up and not found.
+fn missing(what: &str, ids: &[u128], found: impl Iterator<Item = u128>) -> Result<(), String> {
+    let found: std::collections::HashSet<u128> = found.collect();
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !found.contains(id))
+        .map(u128::to_string)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("no {what} {}", missing.join(", ")))
+    }
 }
 
 // ---- transfers ----------------------------------------------------------------------------
@@ -428,6 +457,9 @@ fn print_transfers(out: &Out, transfers: &[Transfer]) {
         println!("{}", json!({ "transfers": rows }));
         return;
     }
+    if transfers.is_empty() {
+        return;
+    }
     println!(
         "{:<20} {:<20} {:<20} {:>14} {:<20} {:>6} {:>5} {:>20}  flags",
         "id", "debit", "credit", "amount", "pending_id", "ledger", "code", "timestamp"
@@ -443,7 +475,7 @@ fn print_transfers(out: &Out, transfers: &[Transfer]) {
             t.ledger,
             t.code,
             t.timestamp,
-            transfer_flag_names(t.flags)
+            column(&transfer_flag_names(t.flags))
         );
     }
 }
@@ -451,16 +483,7 @@ fn print_transfers(out: &Out, transfers: &[Transfer]) {
 pub async fn transfer_get(client: &LedgerClient, out: &Out, ids: &[u128]) -> Result<(), String> {
     let transfers = client.lookup_transfers(ids).await.map_err(text)?;
     print_transfers(out, &transfers);
-    let missing: Vec<String> = ids
-        .iter()
-        .filter(|id| !transfers.iter().any(|t| t.id == **id))
-        .map(u128::to_string)
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("no transfer {}", missing.join(", ")))
-    }
+    missing("transfer", ids, transfers.iter().map(|t| t.id))
 }
 
 pub async fn pending_status(client: &LedgerClient, out: &Out, id: u128) -> Result<(), String> {
@@ -485,10 +508,29 @@ pub async fn history(
     filter: AccountFilter,
     balances: bool,
 ) -> Result<(), String> {
+    let id = filter.account_id;
+    // An empty answer means "no such account", "no history kept" or "nothing matched": say
+    // which.
+    let account = client
+        .lookup_accounts(&[id])
+        .await
+        .map_err(text)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("no account {id}"))?;
     if !balances {
         let transfers = client.get_account_transfers(&filter).await.map_err(text)?;
         print_transfers(out, &transfers);
+        if transfers.is_empty() && !out.json {
+            println!("account {id}: no transfers match");
+        }
         return Ok(());
+    }
+    if !account.flags.contains(AccountFlags::HISTORY) {
+        return Err(format!(
+            "account {id} keeps no balance history: only accounts created with \
+             --flags history do (its transfers: `ledgerctl history {id}`)"
+        ));
     }
     let rows: Vec<AccountBalance> = client.get_account_balances(&filter).await.map_err(text)?;
     if out.json {
@@ -505,6 +547,8 @@ pub async fn history(
             })
             .collect();
         println!("{}", json!({ "balances": rows }));
+    } else if rows.is_empty() {
+        println!("account {id}: no transfers match");
     } else {
         println!(
             "{:>20} {:<20} {:>16} {:>16} {:>16} {:>16}",
@@ -546,7 +590,7 @@ pub async fn market_get(client: &LedgerClient, out: &Out, ids: &[u128]) -> Resul
     if out.json {
         let rows: Vec<Value> = markets.iter().map(market_json).collect();
         println!("{}", json!({ "markets": rows }));
-    } else {
+    } else if !markets.is_empty() {
         println!(
             "{:<20} {:<20} {:>6} {:>16} {:<8} {:<20}",
             "id", "house", "ledger", "liability_limit", "status", "settlement"
@@ -563,11 +607,7 @@ pub async fn market_get(client: &LedgerClient, out: &Out, ids: &[u128]) -> Resul
             );
         }
     }
-    if markets.len() == ids.len() {
-        Ok(())
-    } else {
-        Err("some markets do not exist".into())
-    }
+    missing("market", ids, markets.iter().map(|m| m.id))
 }
 
 pub async fn settle(
@@ -619,6 +659,9 @@ fn print_bets(out: &Out, bets: &[Bet]) {
         println!("{}", json!({ "bets": rows }));
         return;
     }
+    if bets.is_empty() {
+        return;
+    }
     println!(
         "{:<20} {:<20} {:<20} {:>9} {:>12} {:>9} {:>14} {:<10}",
         "id", "player", "market", "selection", "stake", "odds", "payout", "status"
@@ -641,11 +684,7 @@ fn print_bets(out: &Out, bets: &[Bet]) {
 pub async fn bet_get(client: &LedgerClient, out: &Out, ids: &[u128]) -> Result<(), String> {
     let bets = client.lookup_bets(ids).await.map_err(text)?;
     print_bets(out, &bets);
-    if bets.len() == ids.len() {
-        Ok(())
-    } else {
-        Err("some bets do not exist".into())
-    }
+    missing("bet", ids, bets.iter().map(|b| b.id))
 }
 
 pub async fn market_bets(
@@ -658,7 +697,16 @@ pub async fn market_bets(
         .get_market_bets(market, 0, limit)
         .await
         .map_err(text)?;
+    if bets.is_empty() {
+        let markets = client.lookup_markets(&[market]).await.map_err(text)?;
+        if markets.is_empty() {
+            return Err(format!("no market {market}"));
+        }
+    }
     print_bets(out, &bets);
+    if bets.is_empty() && !out.json {
+        println!("market {market}: no bets");
+    }
     Ok(())
 }
 

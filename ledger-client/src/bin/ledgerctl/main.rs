@@ -61,17 +61,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
-    /// Run the transfer workload of shared/peers and report throughput and latency.
+    /// Load test: transfers between random accounts from C concurrent connections for S
+    /// seconds; reports transfers/s and latency percentiles (docs/benchmarks.md).
     Bench {
+        /// How many accounts the transfers pick from (created and funded first).
         #[arg(long, default_value_t = 10_000)]
         accounts: u64,
+        /// Concurrent connections, each sending one request at a time.
         #[arg(long, default_value_t = 16)]
         clients: u64,
+        /// Length of the measured window.
         #[arg(long, default_value_t = 15)]
         seconds: u64,
         /// Transfers per request.
         #[arg(long, default_value_t = 1)]
         batch: u64,
+        /// Seed of the random account pairs and amounts (the same seed sends the same
+        /// transfers).
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// The accounts exist from an earlier run with the same --accounts: skip creating and
@@ -97,6 +103,7 @@ enum Commands {
     },
     /// Take a consistent online backup of the leader's state into FILE.
     Backup {
+        /// The backup file to write (never overwritten).
         #[arg(long)]
         out: PathBuf,
     },
@@ -124,8 +131,10 @@ enum Commands {
     },
     /// Make a development CA and node certificates in DIR (docs/security.md).
     Certs {
+        /// Folder for ca.pem, ca-key.pem and node-N.pem / node-N-key.pem.
         #[arg(long)]
         out: PathBuf,
+        /// How many node certificates (node-1 ... node-N).
         #[arg(long, default_value_t = 3)]
         nodes: u64,
         /// More names (DNS or IP) the node certificates are valid for, besides localhost and
@@ -142,6 +151,7 @@ enum Commands {
     },
     /// Make an access token with a role, add it to the server's auth file, print it once.
     Token {
+        /// A name for the token's holder, shown in the auth file and the server's logs.
         #[arg(long)]
         name: String,
         /// read, write or admin.
@@ -183,6 +193,7 @@ enum ClusterCommands {
     },
     /// Add a node (started empty, without --init) as a learner and wait until it caught up.
     AddLearner {
+        /// The new node's id (its --node-id).
         #[arg(long)]
         node_id: u64,
         /// HOST:PORT of its client port (--advertise-addr).
@@ -194,11 +205,13 @@ enum ClusterCommands {
     },
     /// Make a learner a voter.
     Promote {
+        /// The learner's node id.
         #[arg(long)]
         node_id: u64,
     },
     /// Remove a node from the voters (do this before wiping its data).
     Remove {
+        /// The member's node id.
         #[arg(long)]
         node_id: u64,
     },
@@ -206,6 +219,7 @@ enum ClusterCommands {
     /// remove it, add it as a learner (recording its new incarnation), wait until it caught
     /// up, and make it a voter again if it was one.
     Replace {
+        /// The member's node id.
         #[arg(long)]
         node_id: u64,
     },
@@ -215,25 +229,32 @@ enum ClusterCommands {
 enum AccountCommands {
     /// Create one account.
     Create {
+        /// The account's id: unique, not 0 and not 2^128-1 (the idempotency key).
         #[arg(long)]
         id: u128,
+        /// The ledger (currency or asset) it belongs to; transfers stay within one ledger.
         #[arg(long)]
         ledger: u32,
+        /// The application's account type, 1 or more.
         #[arg(long)]
         code: u16,
         /// Comma-separated: linked, debits_must_not_exceed_credits,
         /// credits_must_not_exceed_debits, history, closed.
         #[arg(long, default_value = "")]
         flags: String,
+        /// Application data, stored as given (for example a player id).
         #[arg(long, default_value_t = 0)]
         user_data_128: u128,
+        /// Application data, stored as given.
         #[arg(long, default_value_t = 0)]
         user_data_64: u64,
+        /// Application data, stored as given.
         #[arg(long, default_value_t = 0)]
         user_data_32: u32,
     },
     /// Look accounts up by id.
     Get {
+        /// One or more account ids.
         #[arg(required = true)]
         ids: Vec<u128>,
     },
@@ -242,6 +263,7 @@ enum AccountCommands {
         /// Start after this id.
         #[arg(long, default_value_t = 0)]
         after: u128,
+        /// At most this many accounts.
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -256,16 +278,24 @@ enum TransferCommands {
         /// "flags": ["linked"]}; 128-bit numbers may be strings.
         #[arg(long, conflicts_with_all = ["id", "debit", "credit"])]
         file: Option<PathBuf>,
+        /// The transfer's id: unique, not 0 (the idempotency key: the same id again is
+        /// `exists`, never a second transfer).
         #[arg(long, required_unless_present = "file")]
         id: Option<u128>,
+        /// The account debited.
         #[arg(long, required_unless_present = "file")]
         debit: Option<u128>,
+        /// The account credited.
         #[arg(long, required_unless_present = "file")]
         credit: Option<u128>,
-        #[arg(long, default_value_t = 0)]
-        amount: u128,
+        /// A whole number of the ledger's smallest unit (for example cents).
+        #[arg(long, required_unless_present = "file", allow_hyphen_values = true,
+              value_parser = parse_amount)]
+        amount: Option<u128>,
+        /// The ledger of both accounts.
         #[arg(long, default_value_t = 1)]
         ledger: u32,
+        /// The application's transfer type, 1 or more.
         #[arg(long, default_value_t = 1)]
         code: u16,
         /// Reserve the amount; post or void it later. With --expires-after, it expires.
@@ -278,36 +308,47 @@ enum TransferCommands {
         /// closing_credit.
         #[arg(long, default_value = "")]
         flags: String,
+        /// Application data, stored as given (for example an order id).
         #[arg(long, default_value_t = 0)]
         user_data_128: u128,
     },
     /// Post a pending transfer (all of it, or --amount).
     Post {
+        /// The posting transfer's own id (its idempotency key).
         #[arg(long)]
         id: u128,
+        /// The pending transfer to post.
         #[arg(long)]
         pending_id: u128,
-        #[arg(long, default_value_t = 0)]
-        amount: u128,
+        /// Post only this much of the pending amount; the rest goes back (default: all).
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_amount)]
+        amount: Option<u128>,
     },
     /// Void a pending transfer.
     Void {
+        /// The voiding transfer's own id (its idempotency key).
         #[arg(long)]
         id: u128,
+        /// The pending transfer to void.
         #[arg(long)]
         pending_id: u128,
     },
     /// Look transfers up by id.
     Get {
+        /// One or more transfer ids.
         #[arg(required = true)]
         ids: Vec<u128>,
     },
     /// Where a pending transfer stands: pending, posted, voided or expired.
-    Pending { id: u128 },
+    Pending {
+        /// The pending transfer's id.
+        id: u128,
+    },
 }
 
 #[derive(Args)]
 struct HistoryArgs {
+    /// The account's id.
     account: u128,
     /// Newest first.
     #[arg(long)]
@@ -321,11 +362,13 @@ struct HistoryArgs {
     /// Only transfers with this code.
     #[arg(long, default_value_t = 0)]
     code: u16,
-    /// Cluster timestamps (ns), inclusive.
+    /// Only from this cluster timestamp (ns since the epoch), inclusive.
     #[arg(long, default_value_t = 0)]
     from: u64,
+    /// Only up to this cluster timestamp (ns since the epoch), inclusive (0: no bound).
     #[arg(long, default_value_t = 0)]
     to: u64,
+    /// At most this many rows.
     #[arg(long, default_value_t = 100)]
     limit: u32,
     /// The account's balances after each transfer (the account needs the history flag).
@@ -337,23 +380,31 @@ struct HistoryArgs {
 enum MarketCommands {
     /// Create a market whose bets the house account backs, up to a liability limit.
     Create {
+        /// The market's id (its idempotency key).
         #[arg(long)]
         id: u128,
+        /// The house account that backs its bets and pays the winners.
         #[arg(long)]
         house: u128,
-        #[arg(long)]
+        /// The most the house may lose on this market, over all open bets; a bet beyond it
+        /// is refused.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_amount)]
         liability_limit: u128,
+        /// Application data, stored as given (for example an event id).
         #[arg(long, default_value_t = 0)]
         user_data_128: u128,
     },
     /// Look markets up by id.
     Get {
+        /// One or more market ids.
         #[arg(required = true)]
         ids: Vec<u128>,
     },
     /// The bets of a market, in placement order.
     Bets {
+        /// The market's id.
         market: u128,
+        /// At most this many bets (0: all).
         #[arg(long, default_value_t = 0)]
         limit: u32,
     },
@@ -364,15 +415,26 @@ enum MarketCommands {
 }
 
 #[derive(Args)]
+#[command(group(
+    clap::ArgGroup::new("outcome")
+        .required(true)
+        .multiple(true)
+        .args(["winners", "no_winners", "void_market"])
+))]
 struct SettleArgs {
     /// The settlement's id (idempotency key).
     #[arg(long)]
     id: u128,
+    /// The market to settle.
     #[arg(long)]
     market: u128,
-    /// Winning selection ids, comma-separated.
+    /// Winning selection ids, comma-separated. One of --winners, --no-winners and
+    /// --void-market is required.
     #[arg(long, value_delimiter = ',')]
     winners: Vec<u64>,
+    /// No selection won: every bet not voided by --voids loses.
+    #[arg(long, conflicts_with = "winners")]
+    no_winners: bool,
     /// Void selection ids (stakes returned), comma-separated.
     #[arg(long, value_delimiter = ',')]
     voids: Vec<u64>,
@@ -385,33 +447,45 @@ struct SettleArgs {
 enum BetCommands {
     /// Place a bet: the stake is held from the player until settlement.
     Place {
+        /// The bet's id (its idempotency key).
         #[arg(long)]
         id: u128,
+        /// The player's account: the stake is held from it.
         #[arg(long)]
         player: u128,
+        /// The market the bet is on.
         #[arg(long)]
         market: u128,
+        /// The selection backed (an application's id, for example a runner).
         #[arg(long)]
         selection: u64,
-        #[arg(long)]
+        /// The stake, in the ledger's smallest unit.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_amount)]
         stake: u128,
         /// Decimal odds, at most 4 decimals (2.5 pays 2.5 times the stake).
         #[arg(long)]
         odds: String,
+        /// The application's bet type, 1 or more.
         #[arg(long, default_value_t = 1)]
         code: u16,
     },
     /// Look bets up by id.
     Get {
+        /// One or more bet ids.
         #[arg(required = true)]
         ids: Vec<u128>,
     },
     /// Void an open bet: its stake goes back to the player.
-    Void { id: u128 },
+    Void {
+        /// The bet's id.
+        id: u128,
+    },
     /// Cash out an open bet: the house pays AMOUNT (stake included) now.
     Cashout {
+        /// The bet's id.
         id: u128,
-        #[arg(long)]
+        /// What the house pays now, stake included.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_amount)]
         amount: u128,
     },
 }
@@ -421,8 +495,10 @@ enum LocalCommands {
     /// Start N nodes in DIR, bootstrap them as one cluster and wait for a leader. On a DIR
     /// that holds a stopped cluster, start that cluster again on its own ports.
     Up {
+        /// How many nodes (all voters).
         #[arg(long, default_value_t = 3)]
         nodes: u64,
+        /// The cluster's folder: each node's data, logs and cluster.json.
         #[arg(long)]
         dir: PathBuf,
         /// Use fixed ports from here (node i: gRPC base+3(i-1), HTTP base+3(i-1)+1, peer
@@ -438,38 +514,65 @@ enum LocalCommands {
     },
     /// SIGKILL the leader, time until a write succeeds again, restart it; repeat.
     Failover {
+        /// The cluster's folder (as given to `local up`).
         #[arg(long)]
         dir: PathBuf,
+        /// How many kill-and-restart rounds.
         #[arg(long, default_value_t = 10)]
         trials: u32,
     },
     /// Stop the cluster started in DIR.
     Down {
+        /// The cluster's folder (as given to `local up`).
         #[arg(long)]
         dir: PathBuf,
     },
     /// SIGKILL the node of the cluster in DIR that leads (and serves: a leader cut off from
     /// its quorum is passed over), and print its id and pid.
     KillLeader {
+        /// The cluster's folder (as given to `local up`).
         #[arg(long)]
         dir: PathBuf,
     },
     /// Stop one node of the cluster in DIR (SIGTERM, or SIGKILL with --kill).
     Stop {
+        /// The cluster's folder (as given to `local up`).
         #[arg(long)]
         dir: PathBuf,
+        /// The node's id.
         #[arg(long)]
         node: u64,
+        /// SIGKILL instead of SIGTERM: a crash, not a clean stop.
         #[arg(long)]
         kill: bool,
     },
     /// Start a stopped node of the cluster in DIR again and time it until it is ready.
     Start {
+        /// The cluster's folder (as given to `local up`).
         #[arg(long)]
         dir: PathBuf,
+        /// The node's id.
         #[arg(long)]
         node: u64,
     },
+}
+
+/// Parses an amount: a whole number of the ledger's smallest unit, 0 or more.
+fn parse_amount(s: &str) -> Result<u128, String> {
+    let s = s.trim();
+    if s.starts_with('-') {
+        return Err(
+            "an amount cannot be negative: a transfer moves value from --debit to \
+                    --credit, so swap them to move it the other way"
+                .into(),
+        );
+    }
+    s.replace('_', "").parse::<u128>().map_err(|_| {
+        format!(
+            "{s:?} is not an amount: a whole number of the ledger's smallest unit \
+             (for example cents), without decimals"
+        )
+    })
 }
 
 /// Parses `500ms`, `3s`, `2m`, or a number of seconds.
@@ -508,6 +611,8 @@ fn main() -> ExitCode {
                      reach it: use https:// and LEDGER_TLS_CA (--tls-ca); the calls failed at \
                      the transport"
                 ),
+                // Printed already (results in --json on stdout).
+                None if message == ledger::REPORTED => {}
                 None => eprintln!("ledgerctl: {message}"),
             }
             ExitCode::FAILURE
@@ -731,7 +836,7 @@ fn data(endpoints: &[String], json: bool, command: Data) -> Result<(), String> {
                         id: id.unwrap_or(0),
                         debit_account_id: debit.unwrap_or(0),
                         credit_account_id: credit.unwrap_or(0),
-                        amount,
+                        amount: amount.unwrap_or(0),
                         ledger,
                         code,
                         timeout,
@@ -749,7 +854,8 @@ fn data(endpoints: &[String], json: bool, command: Data) -> Result<(), String> {
                     let post = Transfer {
                         id,
                         pending_id,
-                        amount,
+                        // 0 posts all of the pending amount.
+                        amount: amount.unwrap_or(0),
                         flags: TransferFlags::POST_PENDING_TRANSFER,
                         ..Transfer::default()
                     };
@@ -1040,5 +1146,125 @@ fn local(command: LocalCommands, json: bool) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every subcommand path without subcommands of its own (`transfer create`, `local up`).
+    fn leaves(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        let subcommands: Vec<&clap::Command> = command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subcommands.is_empty() {
+            out.push((path.trim().to_string(), command.clone()));
+        }
+        for sub in subcommands {
+            leaves(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_command_and_option_has_help_text() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "", &mut all);
+        assert!(all.len() > 30, "found only {} commands", all.len());
+        let mut bare = Vec::new();
+        for (path, command) in &all {
+            if command.get_about().is_none() {
+                bare.push(format!("`{path}` itself"));
+            }
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    bare.push(format!("`{path}` --{}", arg.get_id()));
+                }
+            }
+        }
+        assert!(bare.is_empty(), "without help text: {}", bare.join(", "));
+    }
+
+    #[test]
+    fn docs_client_md_lists_every_command() {
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/client.md"))
+                .expect("docs/client.md");
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "", &mut all);
+        let undocumented: Vec<&str> = all
+            .iter()
+            .map(|(path, _)| path.as_str())
+            .filter(|path| !docs.contains(&format!("`{path}")))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "docs/client.md's ledgerctl table lacks: {}",
+            undocumented.join(", ")
+        );
+    }
+
+    #[test]
+    fn amounts_are_whole_non_negative_numbers_with_a_clear_refusal() {
+        assert_eq!(parse_amount("1_000"), Ok(1000));
+        assert!(parse_amount("-5")
+            .unwrap_err()
+            .contains("cannot be negative"));
+        assert!(parse_amount("2.50")
+            .unwrap_err()
+            .contains("without decimals"));
+        let create = |extra: &[&str]| {
+            let mut args = vec![
+                "ledgerctl",
+                "transfer",
+                "create",
+                "--id",
+                "1",
+                "--debit",
+                "1",
+                "--credit",
+                "2",
+            ];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let error = create(&[]).err().expect("--amount is required").to_string();
+        assert!(error.contains("--amount"), "{error}");
+        let parsed = create(&["--amount", "-5"]);
+        let error = parsed
+            .err()
+            .expect("a negative amount is refused")
+            .to_string();
+        assert!(error.contains("cannot be negative"), "{error}");
+    }
+
+    #[test]
+    fn a_settlement_names_its_winners_or_says_there_are_none() {
+        let settle = |extra: &[&str]| {
+            let mut args = vec![
+                "ledgerctl",
+                "market",
+                "settle",
+                "--id",
+                "9",
+                "--market",
+                "1",
+            ];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|_| ())
+        };
+        assert!(settle(&[]).is_err(), "no outcome given");
+        assert!(
+            settle(&["--voids", "3"]).is_err(),
+            "voids alone leave the winners unsaid"
+        );
+        assert!(settle(&["--winners", "1,2"]).is_ok());
+        assert!(settle(&["--no-winners"]).is_ok());
+        assert!(settle(&["--void-market"]).is_ok());
+        assert!(settle(&["--no-winners", "--winners", "1"]).is_err());
     }
 }
