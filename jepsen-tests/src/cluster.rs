@@ -130,14 +130,43 @@ impl TestCluster {
     /// Shifts node `id`'s wall clock by `offset_ms` (0: back to the system clock); the nodes
     /// run with `--fault-injection` for the `clock` nemesis.
     pub async fn set_clock(&self, id: u64, offset_ms: i64) -> Result<(), String> {
-        let mut admin = AdminClient::connect(self.endpoint(id))
-            .await
-            .map_err(|e| format!("node {id}: {e}"))?;
+        let request = ledger_client::proto::admin::ClockOffsetRequest { offset_ms };
+        let mut admin = self.admin_of(id).await?;
         admin
-            .inject_clock_offset(ledger_client::proto::admin::ClockOffsetRequest { offset_ms })
+            .inject_clock_offset(request)
             .await
             .map_err(|e| format!("node {id}: {}", e.message()))?;
         Ok(())
+    }
+
+    async fn admin_of(&self, id: u64) -> Result<AdminClient<tonic::transport::Channel>, String> {
+        AdminClient::connect(self.endpoint(id))
+            .await
+            .map_err(|e| format!("node {id}: {e}"))
+    }
+
+    /// Holds every fsync of node `id`'s log back by `delay_ms` (0: no more); the nodes run
+    /// with `--fault-injection` for the `slow-disk` nemesis.
+    pub async fn set_sync_delay(&self, id: u64, delay_ms: u32) -> Result<(), String> {
+        let request = ledger_client::proto::admin::SyncDelayRequest { delay_ms };
+        let mut admin = self.admin_of(id).await?;
+        admin
+            .inject_sync_delay(request)
+            .await
+            .map_err(|e| format!("node {id}: {}", e.message()))?;
+        Ok(())
+    }
+
+    /// Replaces a member that came back with an empty disk, as docs/operations.md says (and
+    /// `ledgerctl cluster replace` does): removed from the voters, added again as a learner
+    /// (which records its new incarnation), promoted once it caught up.
+    pub async fn replace(&self, id: u64) -> Result<(), String> {
+        let voters = self.voters().await?;
+        if voters.contains(&id) {
+            let remaining: Vec<u64> = voters.into_iter().filter(|v| *v != id).collect();
+            self.set_voters(remaining).await?;
+        }
+        self.add_voter(id).await
     }
 
     /// Kills a node, deletes its data and starts it empty (not a member until re-added).

@@ -22,8 +22,22 @@ pub const NEMESES: &[&str] = &[
     "slow",
     "membership",
     "clock",
+    "crash-majority",
+    "power-loss",
+    "slow-disk",
+    "disk-loss",
     "all",
 ];
+
+/// Nemeses whose faults go through test-only hooks: the nodes run with `--fault-injection`
+/// (and, for `power-loss`, lose what was not fsynced when killed: `--simulate-power-loss`).
+pub fn server_flags(nemesis: &str) -> &'static [&'static str] {
+    match nemesis {
+        "clock" | "slow-disk" => &["--fault-injection"],
+        "power-loss" => &["--fault-injection", "--simulate-power-loss"],
+        _ => &[],
+    }
+}
 
 /// Which node a fault hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +70,18 @@ pub enum Fault {
     /// A node's wall clock shifted (an hour or a day either way, or a jump of 2 s), back when
     /// the fault stops. Needs the nodes started with `--fault-injection`.
     Clock { target: Target, offset_ms: i64 },
+    /// SIGKILL a majority of the nodes at once (or all of them), restarted when it stops.
+    CrashMajority { all: bool },
+    /// [`Fault::CrashMajority`] on nodes that lose every write not yet fsynced when killed,
+    /// as in a power failure.
+    PowerLoss { all: bool },
+    /// Every fsync of a node's log held back (`Admin/InjectSyncDelay`), as a failing disk does.
+    SlowDisk { target: Target, delay_ms: u32 },
+    /// A node's data directory lost: killed, wiped and restarted empty *as if nothing
+    /// happened*. The cluster must refuse it (it is another incarnation of a voter) rather than
+    /// lose data; when the fault stops, it is replaced by the documented procedure (removed,
+    /// added as a learner, promoted).
+    DiskLoss(Target),
 }
 
 impl Fault {
@@ -69,6 +95,10 @@ impl Fault {
             Fault::Slow { .. } => "slow",
             Fault::RemoveVoter(_) | Fault::ReplaceWiped(_) => "membership",
             Fault::Clock { .. } => "clock",
+            Fault::CrashMajority { .. } => "crash-majority",
+            Fault::PowerLoss { .. } => "power-loss",
+            Fault::SlowDisk { .. } => "slow-disk",
+            Fault::DiskLoss(_) => "disk-loss",
         }
     }
 }
@@ -137,6 +167,17 @@ fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize, slow_ms: (u64, u64)) -> 
             .choose(rng)
             .expect("non-empty"),
         },
+        "crash-majority" => Fault::CrashMajority {
+            all: rng.gen_bool(0.3),
+        },
+        "power-loss" => Fault::PowerLoss {
+            all: rng.gen_bool(0.5),
+        },
+        "slow-disk" => Fault::SlowDisk {
+            target: target(rng, nodes),
+            delay_ms: rng.gen_range(50..=400),
+        },
+        "disk-loss" => Fault::DiskLoss(target(rng, nodes)),
         "membership" => {
             if rng.gen_bool(0.5) {
                 Fault::RemoveVoter(target(rng, nodes))
@@ -322,6 +363,31 @@ pub async fn start(
             cluster.set_clock(id, *offset_ms).await?;
             (format!("node {id} clock {offset_ms:+} ms"), vec![id])
         }
+        Fault::CrashMajority { all } | Fault::PowerLoss { all } => {
+            let mut victims = ids.clone();
+            victims.shuffle(rng);
+            if !*all {
+                victims.truncate(ids.len() / 2 + 1);
+            }
+            victims.sort_unstable();
+            for id in &victims {
+                cluster.kill(*id).await?;
+            }
+            (format!("SIGKILL nodes {victims:?} at once"), victims)
+        }
+        Fault::SlowDisk { target, delay_ms } => {
+            let id = resolve(cluster, *target).await?;
+            cluster.set_sync_delay(id, *delay_ms).await?;
+            (format!("node {id} fsyncs +{delay_ms} ms"), vec![id])
+        }
+        Fault::DiskLoss(t) => {
+            let id = resolve(cluster, *t).await?;
+            cluster.wipe_and_restart(id).await?;
+            (
+                format!("node {id} wiped and restarted empty, not replaced"),
+                vec![id],
+            )
+        }
         Fault::RemoveVoter(t) | Fault::ReplaceWiped(t) => {
             let id = resolve(cluster, *t).await?;
             let voters = cluster.voters().await?;
@@ -377,6 +443,21 @@ pub async fn stop(cluster: &TestCluster, active: &Active) -> Result<(), String> 
                 cluster.set_clock(*id, 0).await?;
             }
         }
+        Fault::CrashMajority { .. } | Fault::PowerLoss { .. } => {
+            for id in &active.nodes {
+                cluster.restart(*id).await?;
+            }
+        }
+        Fault::SlowDisk { .. } => {
+            for id in &active.nodes {
+                cluster.set_sync_delay(*id, 0).await?;
+            }
+        }
+        Fault::DiskLoss(_) => {
+            for id in &active.nodes {
+                cluster.replace(*id).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -409,7 +490,7 @@ mod tests {
     fn each_nemesis_schedules_only_its_faults_and_none_schedules_nothing() {
         let limit = Duration::from_secs(30);
         assert!(schedule("none", 1, limit, 3, LAN).unwrap().is_empty());
-        for name in ["kill", "pause", "partition", "slow", "membership", "clock"] {
+        for &name in NEMESES.iter().filter(|n| !matches!(**n, "none" | "all")) {
             let steps = schedule(name, 1, limit, 3, LAN).unwrap();
             assert!(!steps.is_empty(), "{name}");
             assert!(

@@ -211,7 +211,10 @@ table{{border-collapse:collapse}} .ok{{color:#070}} .bad{{color:#b00;font-weight
         nodes = options.nodes,
         secs = options.time_limit.as_secs(),
         ops = outcome.ops,
-        negative = if options.negative_control { " (negative control: a deliberately broken server)" } else { "" },
+        negative = match &options.negative_control {
+            Some(kind) => format!(" (negative control {}: a deliberately broken server)", escape(kind)),
+            None => String::new(),
+        },
         verdict = if outcome.valid { "valid" } else { "ANOMALIES FOUND" },
     )
 }

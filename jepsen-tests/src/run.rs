@@ -28,14 +28,43 @@ pub struct RunOptions {
     pub seed: u64,
     pub concurrency: usize,
     pub out: PathBuf,
-    /// Start the servers in the deliberately broken mode (negative control).
-    pub negative_control: bool,
+    /// Start the servers in this deliberately broken mode (a [`NEGATIVE_CONTROLS`] name).
+    pub negative_control: Option<String>,
     /// The servers' `--latency-profile` (`lan` or `regional`); the `slow` nemesis delays links
     /// up to what it is built for.
     pub latency_profile: String,
     /// The `slow` nemesis's per-direction delay, fixed (default: drawn within the profile's).
     pub slow_delay_ms: Option<u64>,
 }
+
+/// The negative controls: deliberately broken servers (builds with the `negative-control`
+/// feature), each with the server flags that break it and what the checkers must then find.
+pub const NEGATIVE_CONTROLS: &[(&str, &[&str], &str)] = &[
+    (
+        "idempotency",
+        &["--unsafe-skip-idempotency"],
+        "retried transfers applied twice (exactly-once)",
+    ),
+    (
+        "stale-reads",
+        &["--unsafe-stale-reads"],
+        "reads served without confirming leadership (linearizable, under partitions)",
+    ),
+    (
+        "early-ack",
+        &["--unsafe-early-ack"],
+        "writes acknowledged before a quorum has them (no-lost-writes, under kills)",
+    ),
+    (
+        "skip-fsync",
+        &[
+            "--unsafe-skip-fsync",
+            "--fault-injection",
+            "--simulate-power-loss",
+        ],
+        "log changes reported durable without an fsync (no-lost-writes, under power loss)",
+    ),
+];
 
 /// What a run found.
 pub struct Outcome {
@@ -76,12 +105,24 @@ pub async fn run(options: &RunOptions) -> Result<Outcome, String> {
         "--latency-profile".to_string(),
         options.latency_profile.clone(),
     ];
-    if options.negative_control {
-        extra.push("--unsafe-skip-idempotency".into());
+    let mut flags: Vec<&str> = nemesis::server_flags(&options.nemesis).to_vec();
+    if let Some(kind) = &options.negative_control {
+        let (_, broken, _) = NEGATIVE_CONTROLS
+            .iter()
+            .find(|(name, _, _)| name == kind)
+            .ok_or_else(|| {
+                let names: Vec<&str> = NEGATIVE_CONTROLS.iter().map(|(n, _, _)| *n).collect();
+                format!(
+                    "unknown negative control {kind:?}; one of {}",
+                    names.join(", ")
+                )
+            })?;
+        flags.extend_from_slice(broken);
     }
-    if options.nemesis == "clock" {
-        // The clock nemesis shifts clocks through a test-only admin call.
-        extra.push("--fault-injection".into());
+    for flag in flags {
+        if !extra.iter().any(|e| e == flag) {
+            extra.push(flag.to_string());
+        }
     }
     let cluster = TestCluster::start(&options.server, &scratch, options.nodes, extra).await?;
     let result = drive(options, &cluster, &steps).await;

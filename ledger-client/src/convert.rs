@@ -33,6 +33,27 @@ fn u16_field(value: u32, path: &str, field: &str) -> Result<u16, FieldError> {
     u16::try_from(value).map_err(|_| error(path, field, format!("{value} does not fit in 16 bits")))
 }
 
+/// The highest of the 16 flag bits: reserved in every event type (checked below), and where
+/// the wire's reserved bits 16-31 are folded.
+const FOLDED_RESERVED_FLAG: u16 = 1 << 15;
+const _: () = assert!(AccountFlags::ALL.0 & FOLDED_RESERVED_FLAG == 0);
+const _: () = assert!(TransferFlags::ALL.0 & FOLDED_RESERVED_FLAG == 0);
+const _: () = assert!(SettlementFlags::ALL.0 & FOLDED_RESERVED_FLAG == 0);
+
+/// An event's flags. The wire carries them in 32 bits, of which 16-31 are reserved like the
+/// unknown ones among 0-15: an event with any of them set is folded to bit 15 (also
+/// reserved) and so answered `reserved_flag` by the state machine, as its own result. Its
+/// other bits, `linked` above all, keep their meaning, so a linked chain stays the chain the
+/// caller sent and the other events of the request, other callers' among them, get theirs.
+fn flags_field(value: u32) -> u16 {
+    let low = (value & 0xffff) as u16;
+    if value > 0xffff {
+        low | FOLDED_RESERVED_FLAG
+    } else {
+        low
+    }
+}
+
 /// An event's own id. Zero is not refused here: it is the event's problem, not the request's,
 /// and the state machine answers it with a result code of its own (`id_must_not_be_zero` and
 /// kin), so that the other events of the request, other callers' among them, get theirs.
@@ -56,7 +77,7 @@ pub fn account_from_pb(a: &pb::Account, path: &str) -> Result<Account, FieldErro
         user_data_32: a.user_data_32,
         ledger: a.ledger,
         code: u16_field(a.code, path, "code")?,
-        flags: AccountFlags(u16_field(a.flags, path, "flags")?),
+        flags: AccountFlags(flags_field(a.flags)),
         timestamp: a.timestamp,
     })
 }
@@ -91,7 +112,7 @@ pub fn transfer_from_pb(t: &pb::Transfer, path: &str) -> Result<Transfer, FieldE
         timeout: t.timeout,
         ledger: t.ledger,
         code: u16_field(t.code, path, "code")?,
-        flags: TransferFlags(u16_field(t.flags, path, "flags")?),
+        flags: TransferFlags(flags_field(t.flags)),
         timestamp: t.timestamp,
     })
 }
@@ -263,13 +284,13 @@ pub fn bet_from_pb(b: &pb::Bet) -> Result<Bet, FieldError> {
     })
 }
 
-pub fn settlement_from_pb(s: &pb::Settlement, path: &str) -> Result<Settlement, FieldError> {
+pub fn settlement_from_pb(s: &pb::Settlement, _path: &str) -> Result<Settlement, FieldError> {
     Ok(Settlement {
         id: id_field(&s.id),
         market_id: u128_of(&s.market_id),
         winning_selection_ids: s.winning_selection_ids.clone(),
         void_selection_ids: s.void_selection_ids.clone(),
-        flags: SettlementFlags(u16_field(s.flags, path, "flags")?),
+        flags: SettlementFlags(flags_field(s.flags)),
         timestamp: s.timestamp,
     })
 }
@@ -336,4 +357,45 @@ pub fn decode_all<P, T>(
         .enumerate()
         .map(|(i, item)| decode(item, &format!("{name}[{i}]")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beyond_16_bits_are_the_events_own_reserved_flag_and_keep_its_chain() {
+        let wire = pb::Transfer {
+            flags: (1 << 20) | u32::from(TransferFlags::LINKED.0),
+            code: 1,
+            ..Default::default()
+        };
+        let transfer = transfer_from_pb(&wire, "transfers[0]").expect("decodes");
+        assert!(
+            transfer.flags.contains(TransferFlags::LINKED),
+            "still linked"
+        );
+        assert!(
+            !TransferFlags::ALL.contains(transfer.flags),
+            "a reserved flag is set, which the state machine answers `reserved_flag`"
+        );
+        let account = account_from_pb(
+            &pb::Account {
+                flags: 1 << 16,
+                ..Default::default()
+            },
+            "accounts[0]",
+        )
+        .expect("decodes");
+        assert!(!AccountFlags::ALL.contains(account.flags));
+        // Within 16 bits, nothing changes.
+        let plain = pb::Transfer {
+            flags: u32::from(TransferFlags::PENDING.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            transfer_from_pb(&plain, "t").expect("decodes").flags,
+            TransferFlags::PENDING
+        );
+    }
 }

@@ -257,6 +257,13 @@ pub struct Args {
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_offset_ms: i64,
 
+    /// Lose what was written but not yet fsynced when the process is killed, as a power
+    /// failure would: RocksDB keeps its write-ahead log in memory until the fsync thread syncs
+    /// it. A test-only hook, like --fault-injection (which it needs): the harness's
+    /// `power-loss` faults.
+    #[arg(long)]
+    pub simulate_power_loss: bool,
+
     /// Run on a non-loopback address without TLS or without an auth file, on purpose. The node
     /// then says so: a warning in its log at start and every minute, a note in
     /// /health/ready, and the metric ledger_insecure 1 (docs/security.md).
@@ -310,6 +317,19 @@ pub struct Args {
     #[cfg(feature = "negative-control")]
     #[arg(long, hide = true)]
     pub unsafe_skip_idempotency: bool,
+    /// Negative control: linearizable reads served from local state without confirming
+    /// leadership (`negative_control.rs`).
+    #[cfg(feature = "negative-control")]
+    #[arg(long, hide = true)]
+    pub unsafe_stale_reads: bool,
+    /// Negative control: writes acknowledged before a quorum has them.
+    #[cfg(feature = "negative-control")]
+    #[arg(long, hide = true)]
+    pub unsafe_early_ack: bool,
+    /// Negative control: log changes reported durable without an fsync.
+    #[cfg(feature = "negative-control")]
+    #[arg(long, hide = true)]
+    pub unsafe_skip_fsync: bool,
 
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
@@ -402,6 +422,8 @@ pub struct NodeConfig {
     pub fault_injection: bool,
     /// Test-only shift of this node's clock (`--clock-offset-ms`).
     pub clock_offset_ms: i64,
+    /// Test-only: unsynced writes are lost when the process dies (`--simulate-power-loss`).
+    pub simulate_power_loss: bool,
     pub tls: Option<crate::security::tls::TlsFiles>,
     pub auth_file: Option<PathBuf>,
     pub peer_secret_file: Option<PathBuf>,
@@ -550,12 +572,16 @@ impl NodeConfig {
             dev: args.dev,
         })?;
         check_fault_injection(args.fault_injection, FAULT_INJECTION_BUILT_IN)?;
-        if args.clock_offset_ms != 0 && !args.fault_injection {
-            return Err(
-                "--clock-offset-ms is a test-only hook: it needs --fault-injection (and a build \
-                 with the `fault-injection` feature)"
-                    .into(),
-            );
+        for (flag, given) in [
+            ("--clock-offset-ms", args.clock_offset_ms != 0),
+            ("--simulate-power-loss", args.simulate_power_loss),
+        ] {
+            if given && !args.fault_injection {
+                return Err(format!(
+                    "{flag} is a test-only hook: it needs --fault-injection (and a build with \
+                     the `fault-injection` feature)"
+                ));
+            }
         }
         let peers_authenticated = tls.is_some() || args.peer_secret_file.is_some();
         if !args.peers.is_empty() && !peers_authenticated {
@@ -596,6 +622,7 @@ impl NodeConfig {
             block_cache_mb: args.block_cache_mb,
             fault_injection: args.fault_injection,
             clock_offset_ms: args.clock_offset_ms,
+            simulate_power_loss: args.simulate_power_loss,
             tls,
             auth_file: args.auth_file.clone(),
             peer_secret_file: args.peer_secret_file.clone(),

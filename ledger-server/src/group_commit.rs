@@ -170,6 +170,14 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
         commands,
         request_ids,
     };
+    #[cfg(feature = "negative-control")]
+    let replies = match early_ack(&request, replies) {
+        Some(unanswered) => unanswered,
+        None => {
+            let _ = raft.client_write(request).await;
+            return;
+        }
+    };
     match raft.client_write(request).await {
         Ok(response) => {
             let log_index = response.log_id.index;
@@ -190,4 +198,31 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
             }
         }
     }
+}
+
+/// Negative control `--unsafe-early-ack` (`negative_control.rs`): an entry of transfers only is
+/// answered `created` before it is proposed (`None`: answered, propose it without waiting for
+/// anyone). Any other entry's replies are handed back, to be answered as usual.
+#[cfg(feature = "negative-control")]
+fn early_ack(
+    request: &LedgerRequest,
+    replies: Vec<oneshot::Sender<Result<Committed, NodeError>>>,
+) -> Option<Vec<oneshot::Sender<Result<Committed, NodeError>>>> {
+    let transfers_only = request
+        .commands
+        .iter()
+        .all(|c| matches!(c, Command::CreateTransfers(_)));
+    if !crate::negative_control::early_ack() || !transfers_only {
+        return Some(replies);
+    }
+    let count = replies.len();
+    for (reply, command) in replies.into_iter().zip(&request.commands) {
+        let created = vec![ledger_core::TransferResult::Created; command.len()];
+        let _ = reply.send(Ok(Committed {
+            results: CommandResults::CreateTransfers(created),
+            log_index: 0,
+            batch_requests: count,
+        }));
+    }
+    None
 }

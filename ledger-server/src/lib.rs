@@ -23,6 +23,8 @@ pub mod grpc;
 pub mod health;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "negative-control")]
+pub mod negative_control;
 pub mod node;
 pub mod raft;
 pub mod security;

@@ -21,9 +21,24 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
     #[cfg(feature = "negative-control")]
-    if args.unsafe_skip_idempotency {
-        tracing::warn!("negative control: retried transfers are applied again");
-        ledger_core::negative_control::skip_idempotency();
+    {
+        if args.unsafe_skip_idempotency {
+            tracing::warn!("negative control: retried transfers are applied again");
+            ledger_core::negative_control::skip_idempotency();
+        }
+        if args.unsafe_stale_reads || args.unsafe_early_ack || args.unsafe_skip_fsync {
+            tracing::warn!(
+                stale_reads = args.unsafe_stale_reads,
+                early_ack = args.unsafe_early_ack,
+                skip_fsync = args.unsafe_skip_fsync,
+                "negative control: a deliberately broken server"
+            );
+            ledger_server::negative_control::enable(
+                args.unsafe_stale_reads,
+                args.unsafe_early_ack,
+                args.unsafe_skip_fsync,
+            );
+        }
     }
     if let Some(Command::Restore(restore)) = &args.command {
         return run_restore(restore).await;

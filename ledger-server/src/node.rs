@@ -27,7 +27,7 @@ use crate::group_commit::GroupCommitter;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::raft::identity;
-use crate::raft::log_store::{open_db, LogStore};
+use crate::raft::log_store::{open_db_for_node, LogStore};
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::LedgerStateMachine;
 use crate::raft::types::Raft;
@@ -95,6 +95,9 @@ pub struct Node {
     /// Peers whose Raft RPCs are refused (fault injection; empty unless a test sets it).
     #[cfg(feature = "fault-injection")]
     pub blocked_peers: crate::grpc::raft_service::BlockedPeers,
+    /// The log's fsync thread, which `InjectSyncDelay` slows (fault injection).
+    #[cfg(feature = "fault-injection")]
+    pub wal_sync: Arc<crate::raft::wal_sync::WalSync>,
 }
 
 impl Node {
@@ -356,12 +359,18 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         );
     }
 
-    let db = open_db(config.data_dir.join("db"), config.block_cache_mb)
-        .map_err(|e| StartError::Storage(e.to_string()))?;
+    let db = open_db_for_node(
+        config.data_dir.join("db"),
+        config.block_cache_mb,
+        config.simulate_power_loss,
+    )
+    .map_err(|e| StartError::Storage(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let log_store = LogStore::new(db.clone())
         .map_err(|e| StartError::Storage(e.to_string()))?
         .with_purge_counter(metrics.storage.log_purges.clone());
+    #[cfg(feature = "fault-injection")]
+    let wal_sync = log_store.wal_sync().clone();
     // A damaged log entry must never be served or voted on: check them all before Raft
     // starts, and refuse to run on a damaged log (the node is replaced, see
     // docs/consistency.md).
@@ -482,6 +491,8 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         metrics,
         #[cfg(feature = "fault-injection")]
         blocked_peers: Default::default(),
+        #[cfg(feature = "fault-injection")]
+        wal_sync,
     });
     if let Some(why) = node.config.insecure.clone() {
         node.metrics.security.insecure.set(1);

@@ -440,6 +440,32 @@ async fn an_event_with_id_zero_gets_its_own_result_and_the_others_theirs() {
             TransferResult::IdMustNotBeZero as u32
         ]
     );
+    // Flags beyond 16 bits are the event's reserved flags: `reserved_flag` for it, and its
+    // `linked` bit still ties it to the next event, which fails with it.
+    let linked = u32::from(ledger_core::TransferFlags::LINKED.0);
+    let written = grpc
+        .create_transfers(ledger_client::proto::ledger::CreateTransfersRequest {
+            transfers: vec![
+                support::transfer(81, BANK, PLAYER, 3),
+                ledger_client::proto::ledger::Transfer {
+                    flags: (1 << 16) | linked,
+                    ..support::transfer(82, BANK, PLAYER, 3)
+                },
+                support::transfer(83, BANK, PLAYER, 3),
+            ],
+            request_id: String::new(),
+        })
+        .await
+        .expect("a request with flags beyond 16 bits is answered per event")
+        .into_inner();
+    assert_eq!(
+        written.results,
+        vec![
+            TransferResult::Created as u32,
+            TransferResult::ReservedFlag as u32,
+            TransferResult::LinkedEventFailed as u32
+        ]
+    );
     // Concurrent callers of one client, coalesced or not: each gets its own result.
     let calls = (0..16u128).map(|i| {
         let client = client.clone();
@@ -460,5 +486,5 @@ async fn an_event_with_id_zero_gets_its_own_result_and_the_others_theirs() {
         assert_eq!(outcome, Ok(expected), "transfer {id}");
     }
     let player = client.lookup_accounts(&[PLAYER]).await.expect("lookup")[0];
-    assert_eq!(player.credits_posted, 3 + 15);
+    assert_eq!(player.credits_posted, 3 + 3 + 15);
 }

@@ -53,9 +53,10 @@ struct RunArgs {
     #[arg(long)]
     slow_delay_ms: Option<u64>,
     /// Run the servers in a deliberately broken mode (needs a build with the
-    /// `negative-control` feature); the run must report anomalies.
-    #[arg(long)]
-    negative_control: bool,
+    /// `negative-control` feature); the run must report anomalies: idempotency (the default),
+    /// stale-reads, early-ack or skip-fsync (docs/testing.md).
+    #[arg(long, num_args = 0..=1, default_missing_value = "idempotency")]
+    negative_control: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -25,6 +25,22 @@ pub struct AdminService {
 }
 
 impl AdminService {
+    /// Admits a call to a test-only hook: `UNIMPLEMENTED` in builds without the
+    /// `fault-injection` feature (every release build), `FAILED_PRECONDITION` on a node started
+    /// without `--fault-injection`.
+    fn test_hook(&self, method: &str) -> Result<(), Status> {
+        if !cfg!(feature = "fault-injection") {
+            return Err(Status::unimplemented(format!(
+                "LEDGER_UNIMPLEMENTED: {method} is a test-only hook, not in this build"
+            )));
+        }
+        if !self.node.config.fault_injection {
+            return Err(Status::failed_precondition(
+                "LEDGER_FAULT_INJECTION_DISABLED: start the node with --fault-injection",
+            ));
+        }
+        Ok(())
+    }
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
     }
@@ -411,20 +427,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::PartitionRequest>,
     ) -> Result<Response<pb::PartitionResponse>, Status> {
-        #[cfg(not(feature = "fault-injection"))]
-        {
-            let _ = request;
-            Err(Status::unimplemented(
-                "LEDGER_UNIMPLEMENTED: InjectPartition is a test-only hook, not in this build",
-            ))
-        }
+        self.test_hook("InjectPartition")?;
         #[cfg(feature = "fault-injection")]
         {
-            if !self.node.config.fault_injection {
-                return Err(Status::failed_precondition(
-                    "LEDGER_FAULT_INJECTION_DISABLED: start the node with --fault-injection",
-                ));
-            }
             let blocked: BTreeSet<u64> =
                 request.into_inner().blocked_node_ids.into_iter().collect();
             tracing::warn!(
@@ -432,32 +437,41 @@ impl Admin for AdminService {
                 "injected partition: refusing Raft RPCs from these nodes"
             );
             *self.node.blocked_peers.write().expect("blocked peers lock") = blocked;
-            Ok(Response::new(pb::PartitionResponse {}))
         }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = request;
+        Ok(Response::new(pb::PartitionResponse {}))
     }
 
     async fn inject_clock_offset(
         &self,
         request: Request<pb::ClockOffsetRequest>,
     ) -> Result<Response<pb::ClockOffsetResponse>, Status> {
-        #[cfg(not(feature = "fault-injection"))]
-        {
-            let _ = request;
-            Err(Status::unimplemented(
-                "LEDGER_UNIMPLEMENTED: InjectClockOffset is a test-only hook, not in this build",
-            ))
-        }
+        self.test_hook("InjectClockOffset")?;
         #[cfg(feature = "fault-injection")]
         {
-            if !self.node.config.fault_injection {
-                return Err(Status::failed_precondition(
-                    "LEDGER_FAULT_INJECTION_DISABLED: start the node with --fault-injection",
-                ));
-            }
             let offset_ms = request.into_inner().offset_ms;
             tracing::warn!(offset_ms, "injected clock offset");
             self.node.clock.shift(offset_ms);
-            Ok(Response::new(pb::ClockOffsetResponse {}))
         }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = request;
+        Ok(Response::new(pb::ClockOffsetResponse {}))
+    }
+
+    async fn inject_sync_delay(
+        &self,
+        request: Request<pb::SyncDelayRequest>,
+    ) -> Result<Response<pb::SyncDelayResponse>, Status> {
+        self.test_hook("InjectSyncDelay")?;
+        #[cfg(feature = "fault-injection")]
+        {
+            let delay_ms = request.into_inner().delay_ms;
+            tracing::warn!(delay_ms, "injected fsync delay");
+            self.node.wal_sync.set_delay_ms(u64::from(delay_ms));
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = request;
+        Ok(Response::new(pb::SyncDelayResponse {}))
     }
 }

@@ -127,6 +127,12 @@ impl LedgerService {
         if let Some(problem) = self.node.health.problem() {
             return Err(to_status(NodeError::Unhealthy(problem)));
         }
+        #[cfg(feature = "negative-control")]
+        let consistency = if crate::negative_control::stale_reads() {
+            pb::ReadConsistency::Stale
+        } else {
+            consistency
+        };
         if consistency == pb::ReadConsistency::Linearizable {
             let confirmed = tokio::time::timeout(
                 Duration::from_millis(READ_TIMEOUT_MS),

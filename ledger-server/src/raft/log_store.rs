@@ -12,12 +12,13 @@
 //! Every record is stored as `[crc32 of the payload, 4 bytes big-endian][payload]`, the payload
 //! being the postcard encoding of the entry or metadata value.
 //!
-//! Data flows in from openraft through [`RaftLogStorage`]: `append` and `save_vote` write with
-//! `sync = true`, and only after RocksDB has fsynced its write-ahead log is openraft told
-//! (through the `LogFlushed` callback, or by returning) that the data is durable. RocksDB's
-//! default write options do not fsync; a vote acknowledged that way can be lost in a crash and
-//! then cast a second time in the same term. Data flows out through [`RaftLogReader`] to the
-//! replication tasks and to the state machine.
+//! Data flows in from openraft through [`RaftLogStorage`]: `append`, `save_vote`, `truncate`
+//! and `purge` write their batch (visible at once to readers), and only after the fsync thread
+//! (`wal_sync.rs`) has fsynced RocksDB's write-ahead log is openraft told (through the
+//! `LogFlushed` callback, or by returning) that the change is durable. A write that is not
+//! fsynced can be lost in a power failure; a vote acknowledged that way could be cast a second
+//! time in the same term. Data flows out through [`RaftLogReader`] to the replication tasks and
+//! to the state machine.
 //!
 //! Every read checks the crc32, that the payload decodes, that the entry's index equals its key
 //! and that the log has no hole. Damage is never served: the read fails with an openraft
@@ -45,6 +46,7 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::wal_sync::WalSync;
 use crate::config::RAFT_PAYLOAD_BYTES_MAX;
 
 /// Column family of the log entries, keyed by big-endian index.
@@ -113,6 +115,18 @@ const INCARNATION_KEY: &str = "incarnation";
 /// log and metadata, and [`STATE_COLUMN_FAMILIES`]. `block_cache_mb` bounds the block cache
 /// shared by all column families (at least [`BLOCK_CACHE_MB_MIN`]).
 pub fn open_db(path: impl AsRef<Path>, block_cache_mb: usize) -> Result<Arc<DB>, LogStoreError> {
+    open_db_for_node(path, block_cache_mb, false)
+}
+
+/// [`open_db`], for a running node. With `simulate_power_loss` (a test-only hook, checked by
+/// the caller), RocksDB keeps its write-ahead log in memory until the fsync thread syncs it
+/// (`manual_wal_flush`), so killing the process loses every write that was not fsynced, as a
+/// power failure does; SIGKILL alone loses nothing, the kernel keeps what was written.
+pub fn open_db_for_node(
+    path: impl AsRef<Path>,
+    block_cache_mb: usize,
+    simulate_power_loss: bool,
+) -> Result<Arc<DB>, LogStoreError> {
     let cache = Cache::new_lru_cache(block_cache_mb.max(BLOCK_CACHE_MB_MIN) * BYTES_PER_MB);
 
     // The log is read by range scans, never by point lookups of absent keys, so a bloom filter
@@ -150,6 +164,9 @@ pub fn open_db(path: impl AsRef<Path>, block_cache_mb: usize) -> Result<Arc<DB>,
     // about 150 log files (over 2 GB) per node, all replayed at the next start. Past this
     // total, RocksDB flushes the families that hold the oldest file.
     db_options.set_max_total_wal_size(WAL_BYTES_MAX);
+    if simulate_power_loss {
+        db_options.set_manual_wal_flush(true);
+    }
 
     let families = [LOG_CF, META_CF]
         .into_iter()
@@ -220,6 +237,10 @@ pub enum LogStoreError {
         "the log store is poisoned by an earlier failed write and refuses writes; restart the node"
     )]
     Poisoned,
+    #[error("cannot start the log's fsync thread: {0}")]
+    SyncThread(#[source] std::io::Error),
+    #[error("{0}")]
+    Sync(String),
 }
 
 /// The Raft log and vote store over the node's shared RocksDB. Clones share the database and
@@ -230,6 +251,8 @@ pub struct LogStore<C> {
     poisoned: Arc<AtomicBool>,
     /// Purges done, for metrics.
     purges: prometheus_client::metrics::counter::Counter,
+    /// Where log changes are fsynced (`wal_sync.rs`).
+    wal_sync: Arc<WalSync>,
     _config: PhantomData<C>,
 }
 
@@ -240,6 +263,7 @@ impl<C> Clone for LogStore<C> {
             corrupted: self.corrupted.clone(),
             poisoned: self.poisoned.clone(),
             purges: self.purges.clone(),
+            wal_sync: self.wal_sync.clone(),
             _config: PhantomData,
         }
     }
@@ -372,13 +396,21 @@ where
                 return Err(LogStoreError::MissingColumnFamily(name));
             }
         }
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let wal_sync = WalSync::start(&db, poisoned.clone()).map_err(LogStoreError::SyncThread)?;
         Ok(Self {
             db,
             corrupted: Arc::new(AtomicBool::new(false)),
-            poisoned: Arc::new(AtomicBool::new(false)),
+            poisoned,
             purges: Default::default(),
+            wal_sync: Arc::new(wal_sync),
             _config: PhantomData,
         })
+    }
+
+    /// The log's fsync thread (a test build's `InjectSyncDelay` slows it).
+    pub fn wal_sync(&self) -> &Arc<WalSync> {
+        &self.wal_sync
     }
 
     /// Counts purges into `counter` (a metric).
@@ -474,7 +506,15 @@ where
         })
     }
 
-    /// Writes a batch and fsyncs the WAL before returning.
+    /// Writes a batch (visible at once), then waits until the fsync thread has made it
+    /// durable: the fsync never runs on the async worker that awaits it.
+    async fn write_durable(&self, batch: WriteBatch) -> Result<(), LogStoreError> {
+        self.write(batch, &WriteOptions::default())?;
+        self.wal_sync.synced().await.map_err(LogStoreError::Sync)
+    }
+
+    /// Writes a batch and fsyncs the WAL before returning, on the calling thread: for start-up
+    /// and tools, never for the Raft calls of a running node.
     fn write_synced(&self, batch: WriteBatch) -> Result<(), LogStoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
@@ -681,13 +721,34 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.write_meta_synced(VOTE_KEY, vote)
-            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+        let result = async {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(META_CF)?, VOTE_KEY, seal(vote)?);
+            self.write_durable(batch).await
+        }
+        .await;
+        result.map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
+    /// The stored vote, always reported as not committed. openraft reads the vote only at
+    /// start, and a node whose committed vote names itself takes its leadership back at once,
+    /// in the same term. Such a leader serves linearizable reads at its committed index (or
+    /// its term's first entry, long applied), and the committed index it kept is not fsynced:
+    /// after the whole cluster lost power it can trail transfers acknowledged before the loss,
+    /// and the first read missed one (`tests/faults.rs`,
+    /// `after_the_whole_cluster_loses_power_...`; found by the harness's `power-loss` faults).
+    /// Reported uncommitted, the vote still counts as the node's (it votes for nobody else in
+    /// that term), but the node starts as a follower: a leader after a restart is elected in a
+    /// new term, and its reads wait for that term's first entry, which follows everything
+    /// committed before.
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.read_meta(VOTE_KEY)
-            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Read, e))
+        let vote: Option<Vote<u64>> = self
+            .read_meta(VOTE_KEY)
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Read, e))?;
+        Ok(vote.map(|mut vote| {
+            vote.committed = false;
+            vote
+        }))
     }
 
     async fn save_committed(
@@ -729,13 +790,15 @@ where
                 batch.put_cf(cf, index_key(entry.get_log_id().index), seal(&entry)?);
             }
             let long = batch.size_in_bytes() >= super::BLOCKING_BYTES_MIN;
-            // One synced batch: the entries are on disk, all or none, before openraft hears of
-            // it through the callback.
-            super::blocking(long, || self.write_synced(batch))
+            // One atomic batch, visible at once; openraft hears through the callback only
+            // once the fsync thread has made it durable.
+            super::blocking(long, || self.write(batch, &WriteOptions::default()))
         })();
         match result {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                self.wal_sync.after_sync(Box::new(move |synced| {
+                    callback.log_io_completed(synced.map_err(std::io::Error::other));
+                }));
                 Ok(())
             }
             Err(e) => {
@@ -748,11 +811,12 @@ where
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         // Synced like every other change to the log, so that a crash cannot bring back
         // entries openraft was told are gone.
-        let result = (|| {
+        let result = async {
             let mut batch = WriteBatch::default();
             self.delete_from(&mut batch, log_id.index)?;
-            self.write_synced(batch)
-        })();
+            self.write_durable(batch).await
+        }
+        .await;
         if result.is_ok() {
             self.purges.inc();
         }
@@ -760,7 +824,7 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let result = (|| {
+        let result = async {
             // The purged id goes first, in the same atomic batch as the deletion, so the log
             // state stays known (`last_log_id` falls back to it) even when no entry is left.
             let mut batch = WriteBatch::default();
@@ -771,8 +835,9 @@ where
                 }
                 None => self.delete_from(&mut batch, 0)?,
             }
-            self.write_synced(batch)
-        })();
+            self.write_durable(batch).await
+        }
+        .await;
         if result.is_ok() {
             self.purges.inc();
         }

@@ -1,7 +1,7 @@
 //! Raft: the entry format (`types.rs`), the durable log (`log_store.rs`), the state machine
 //! adapter (`state_machine.rs`), how it installs a snapshot (`snapshot_install.rs`), the
-//! network to the other nodes (`network.rs`) and which copy of each node's data the cluster
-//! counts on (`identity.rs`).
+//! network to the other nodes (`network.rs`), which copy of each node's data the cluster
+//! counts on (`identity.rs`), and the thread that fsyncs the log (`wal_sync.rs`).
 
 pub mod identity;
 pub mod log_store;
@@ -9,6 +9,7 @@ pub mod network;
 pub mod snapshot_install;
 pub mod state_machine;
 pub mod types;
+pub mod wal_sync;
 
 /// Events in a run of entries from which applying it counts as long blocking work.
 pub(crate) const BLOCKING_EVENTS_MIN: usize = 1_024;

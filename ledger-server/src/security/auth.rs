@@ -95,6 +95,7 @@ pub const METHODS: &[(&str, &str, &str, Caller)] = &[
     (ADMIN_SERVICE, "Admin", "Backup", ADMIN),
     (ADMIN_SERVICE, "Admin", "InjectPartition", ADMIN),
     (ADMIN_SERVICE, "Admin", "InjectClockOffset", ADMIN),
+    (ADMIN_SERVICE, "Admin", "InjectSyncDelay", ADMIN),
     (RAFT_SERVICE, "Raft", "AppendEntries", Caller::Peer),
     (RAFT_SERVICE, "Raft", "Vote", Caller::Peer),
     (RAFT_SERVICE, "Raft", "InstallSnapshot", Caller::Peer),

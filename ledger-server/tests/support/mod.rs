@@ -25,15 +25,22 @@ impl Harness {
 
     /// [`Harness::start`], with `node_args` given to one node each.
     pub fn start_with(nodes: u64, extra_args: &[&str], node_args: &[(u64, &[&str])]) -> Self {
+        Self::start_options(
+            nodes,
+            NodeOptions {
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                node_args: node_args
+                    .iter()
+                    .map(|(id, args)| (*id, args.iter().map(|s| s.to_string()).collect()))
+                    .collect(),
+                ..NodeOptions::default()
+            },
+        )
+    }
+
+    /// [`Harness::start`] with every option of the processes (their environment, say).
+    pub fn start_options(nodes: u64, options: NodeOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let options = NodeOptions {
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            node_args: node_args
-                .iter()
-                .map(|(id, args)| (*id, args.iter().map(|s| s.to_string()).collect()))
-                .collect(),
-            ..NodeOptions::default()
-        };
         let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
         let cluster =
             LocalCluster::start(&binary, dir.path(), nodes, options).expect("cluster starts");

@@ -1,0 +1,120 @@
+//! The fsync thread of the node's write-ahead log.
+//!
+//! A change to the Raft log (appended entries, a vote, a truncation, a purge) is written to
+//! RocksDB without `sync`, which makes it visible at once (replication tasks read appended
+//! entries) but not yet durable. The fsync then runs here, on a thread of its own, and only
+//! after it does openraft hear that the change is durable: through the append's
+//! `LogFlushed` callback, or by the awaited call returning. No fsync ever runs on an async
+//! worker, where a slow disk would hold every task queued behind it (gRPC answers, the
+//! health endpoint, the state machine).
+//!
+//! One fsync covers every write made before it, so each pass of the thread takes all the
+//! requests queued so far and fsyncs once for them (group commit of the log).
+//!
+//! openraft 0.9 still waits in its core for an append's callback (`raft_core.rs`,
+//! `append_to_log`), so a leader sends no heartbeat while its own fsync runs; 0.10 drops that
+//! wait (docs/consistency.md).
+
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+
+use rocksdb::DB;
+
+/// Called once the writes made before the request are durable, or with why they may not be.
+pub type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The handle to the fsync thread; the thread ends when the last handle is dropped.
+#[derive(Debug)]
+pub struct WalSync {
+    requests: mpsc::Sender<Done>,
+    /// Test-only: how long each fsync is held back (`Admin/InjectSyncDelay`).
+    #[cfg(feature = "fault-injection")]
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl WalSync {
+    /// Starts the thread for `db`. A failed fsync raises `poisoned`: after it, nobody knows
+    /// what reached the disk, so the store refuses every later write (`log_store.rs`). The
+    /// thread does not keep the database open: it is closed when its last owner drops it.
+    pub fn start(db: &Arc<DB>, poisoned: Arc<AtomicBool>) -> std::io::Result<Self> {
+        let db = Arc::downgrade(db);
+        let (requests, queue) = mpsc::channel::<Done>();
+        #[cfg(feature = "fault-injection")]
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        #[cfg(feature = "fault-injection")]
+        let delay = delay_ms.clone();
+        std::thread::Builder::new()
+            .name("ledger-wal-sync".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut waiting = vec![first];
+                    waiting.extend(queue.try_iter());
+                    #[cfg(feature = "fault-injection")]
+                    {
+                        let ms = delay.load(Ordering::SeqCst);
+                        if ms > 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(ms));
+                        }
+                    }
+                    let result = sync(&db, &poisoned);
+                    for done in waiting {
+                        done(result.clone());
+                    }
+                }
+            })?;
+        Ok(Self {
+            requests,
+            #[cfg(feature = "fault-injection")]
+            delay_ms,
+        })
+    }
+
+    /// Calls `done` once every write made so far is durable.
+    pub fn after_sync(&self, done: Done) {
+        if let Err(mpsc::SendError(done)) = self.requests.send(done) {
+            done(Err("the log's fsync thread has stopped".into()));
+        }
+    }
+
+    /// Returns once every write made so far is durable.
+    pub async fn synced(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.after_sync(Box::new(move |result| {
+            let _ = tx.send(result);
+        }));
+        rx.await
+            .unwrap_or_else(|_| Err("the log's fsync thread has stopped".into()))
+    }
+
+    /// Test-only: holds every later fsync back by `ms` (0: no more).
+    #[cfg(feature = "fault-injection")]
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+/// Fsyncs the write-ahead log, unless an earlier failure poisoned the store.
+fn sync(db: &Weak<DB>, poisoned: &AtomicBool) -> Result<(), String> {
+    let Some(db) = db.upgrade() else {
+        return Err("the database is closed".into());
+    };
+    if poisoned.load(Ordering::SeqCst) {
+        return Err("the log store is poisoned by an earlier failed write".into());
+    }
+    #[cfg(feature = "negative-control")]
+    if crate::negative_control::skip_fsync() {
+        return Ok(());
+    }
+    db.flush_wal(true).map_err(|e| {
+        poisoned.store(true, Ordering::SeqCst);
+        tracing::error!(
+            error = %e,
+            path = %db.path().display(),
+            "fsync of the write-ahead log failed; log store poisoned, it refuses all further writes"
+        );
+        format!("fsync of the write-ahead log failed: {e}")
+    })
+}
