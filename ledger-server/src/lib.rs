@@ -4,7 +4,7 @@
 //! - `grpc/ledger_service.rs`: decoded and checked (`INVALID_ARGUMENT` names the field);
 //! - `group_commit.rs`: coalesced with concurrent requests into one Raft entry, stamped with
 //!   cluster time (`clock.rs`: the leader's clock, bounded by a quorum of clocks);
-//! - `raft/log_store.rs`: made durable (fsynced) in the Raft log;
+//! - `raft/log_store.rs`: made durable in the Raft log (fsynced by `raft/wal_sync.rs`);
 //! - `raft/network.rs`, `grpc/raft_service.rs`: replicated to the followers;
 //! - `raft/state_machine.rs`: applied by ledger-core on every node, and written to RocksDB
 //!   (`storage/state_store.rs`) in one batch with the applied index.
