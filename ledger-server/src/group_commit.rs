@@ -178,7 +178,28 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
             return;
         }
     };
-    match raft.client_write(request).await {
+    // Bounded: openraft 0.9 keeps a proposal's responder by log index and answers it only when
+    // that index is applied here or truncated. A leader cut off with proposals in flight, which
+    // then catches up by installing a snapshot, does neither, and the proposal would hold its
+    // slot for good: once all slots were held, a node that led again took no write at all
+    // (found by the harness: `partition`, seed 1, every write refused for 90 s after healing).
+    // The callers' own deadline is no longer than this, so they have been told already.
+    let written = tokio::time::timeout(
+        Duration::from_millis(crate::config::WRITE_TIMEOUT_MS),
+        raft.client_write(request),
+    )
+    .await;
+    let Ok(written) = written else {
+        let error = NodeError::OutcomeUnknown(format!(
+            "not committed within {} ms",
+            crate::config::WRITE_TIMEOUT_MS
+        ));
+        for reply in replies {
+            let _ = reply.send(Err(error.clone()));
+        }
+        return;
+    };
+    match written {
         Ok(response) => {
             let log_index = response.log_id.index;
             let results = response.data.results;
