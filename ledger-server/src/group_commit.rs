@@ -185,7 +185,7 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
     // (found by the harness: `partition`, seed 1, every write refused for 90 s after healing).
     // The callers' own deadline is no longer than this, so they have been told already.
     let written = tokio::time::timeout(
-        Duration::from_millis(crate::config::WRITE_TIMEOUT_MS),
+        Duration::from_millis(crate::config::WRITE_TIMEOUT_MS * 1000),
         raft.client_write(request),
     )
     .await;

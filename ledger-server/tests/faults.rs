@@ -506,6 +506,92 @@ async fn a_partitioned_leader_cannot_commit_the_majority_can_and_replicas_conver
     }
 }
 
+/// openraft 0.9 answers a proposal only when its log index is applied or truncated on the node
+/// that made it. A leader cut off with proposals in flight, which then catches up by installing
+/// a snapshot, does neither; before proposals had a deadline they held the group committer's
+/// slots for good, and the node, leader again, took no write (harness `partition`, seed 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_mid_write_that_catches_up_by_snapshot_takes_writes_when_it_leads_again() {
+    let mut h = Harness::start(3, &["--fault-injection", "--snapshot-logs", "20"]);
+    let leader = h.leader().await;
+    let mut client = h.ledger(leader).await;
+    create_accounts(&mut client, vec![account(1, 0), account(2, 0)]).await;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    // Many writers on the leader, so that every proposal slot is in use when it is cut off.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..24u128 {
+        let (endpoint, stop) = (h.endpoint(leader), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut client = LedgerClient::connect(endpoint).await.expect("connect");
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = create_transfers(
+                    &mut client,
+                    vec![transfer(1_000_000 * (w + 1) + i, 1, 2, 1)],
+                )
+                .await;
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    partition(&h, leader, &others).await;
+    for other in &others {
+        partition(&h, *other, &[leader]).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+
+    // The majority goes on, far enough to snapshot and purge the log the old leader lacks.
+    let new_leader = h.leader_among(&others, Duration::from_secs(20)).await;
+    let mut new = h.ledger(new_leader).await;
+    let stale = h.status(leader).await.expect("status").last_log_index;
+    let mut i = 0u128;
+    loop {
+        let purged = h.status(new_leader).await.expect("status").purged_index;
+        if purged > stale {
+            break;
+        }
+        assert!(i < 10_000, "purged {purged}, the old leader has {stale}");
+        let batch: Vec<pb::Transfer> = (0..10).map(|k| transfer(10 + i + k, 1, 2, 1)).collect();
+        let r = create_transfers(&mut new, batch)
+            .await
+            .expect("majority commits");
+        assert_eq!(r.results, vec![CREATED; 10]);
+        i += 10;
+    }
+
+    // Heal: the old leader catches up by snapshot, then leads again and must take writes.
+    for id in 1..=3 {
+        partition(&h, id, &[]).await;
+    }
+    converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    let r = loop {
+        assert!(
+            Instant::now() < deadline,
+            "node {leader}, leading again, took no write: {last:?}"
+        );
+        h.make_leader(leader).await;
+        let mut client = h.ledger(leader).await;
+        match create_transfers(&mut client, vec![transfer(999_999, 1, 2, 1)]).await {
+            Ok(r) => break r,
+            Err(e) => last = Some(e),
+        }
+    };
+    assert!(
+        r.results == vec![CREATED] || r.results == vec![EXISTS],
+        "{:?}",
+        r.results
+    );
+    converged_digest(&h, &[1, 2, 3], Duration::from_secs(30)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_injection_is_refused_unless_enabled() {
     let h = Harness::start(1, &[]);

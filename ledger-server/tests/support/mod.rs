@@ -94,15 +94,38 @@ impl Harness {
             .into_inner()
     }
 
-    /// Waits until a node among `candidates` reports itself leader; returns its id.
+    /// Waits until a node among `candidates` is the confirmed leader: it reports itself leader,
+    /// no candidate claims leadership in a later term, and a majority of the cluster (among the
+    /// candidates that answer) agrees on it in its term. A node resumed after a pause still
+    /// calls itself leader of its old term until it hears from the others; it is not taken.
     pub async fn leader_among(&self, candidates: &[u64], timeout: Duration) -> u64 {
+        let majority = self.cluster.nodes.len() / 2 + 1;
         let deadline = Instant::now() + timeout;
         loop {
+            let mut statuses = Vec::new();
             for id in candidates {
                 if let Some(s) = self.status(*id).await {
-                    if s.state == "Leader" && s.has_leader && s.leader_id == *id {
-                        return *id;
-                    }
+                    statuses.push(s);
+                }
+            }
+            let claimant = statuses
+                .iter()
+                .filter(|s| s.state == "Leader" && s.has_leader && s.leader_id == s.node_id)
+                .max_by_key(|s| s.current_term);
+            if let Some(leader) = claimant {
+                let agreeing = statuses
+                    .iter()
+                    .filter(|s| {
+                        s.current_term == leader.current_term
+                            && s.has_leader
+                            && s.leader_id == leader.node_id
+                    })
+                    .count();
+                let newer = statuses
+                    .iter()
+                    .any(|s| s.current_term > leader.current_term);
+                if agreeing >= majority && !newer {
+                    return leader.node_id;
                 }
             }
             assert!(
