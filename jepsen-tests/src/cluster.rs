@@ -23,6 +23,8 @@ pub struct TestCluster {
     local: Arc<Mutex<LocalCluster>>,
     pub net: Net,
     pub ids: Vec<u64>,
+    /// The clients reach the nodes through the client proxies (`client-partition`).
+    proxy_clients: bool,
 }
 
 fn harness_error(e: impl std::fmt::Display) -> String {
@@ -30,18 +32,28 @@ fn harness_error(e: impl std::fmt::Display) -> String {
 }
 
 impl TestCluster {
-    /// Starts `nodes` nodes in `dir` with every peer link proxied, and waits for a leader.
+    /// Starts `nodes` nodes in `dir` with every peer link proxied (and, with `proxy_clients`,
+    /// every client link too), and waits for a leader.
     pub async fn start(
         binary: &Path,
         dir: &Path,
         nodes: u64,
         extra_args: Vec<String>,
+        proxy_clients: bool,
     ) -> Result<TestCluster, String> {
         let ids: Vec<u64> = (1..=nodes).collect();
         let net = Net::new(&ids).await.map_err(harness_error)?;
+        let advertise = if proxy_clients {
+            ids.iter()
+                .filter_map(|id| Some((*id, net.client_addr(*id)?.to_string())))
+                .collect()
+        } else {
+            Default::default()
+        };
         let options = NodeOptions {
             extra_args,
             node_args: ids.iter().map(|id| (*id, net.route_args(*id))).collect(),
+            advertise,
             ..NodeOptions::default()
         };
         let binary = binary.to_path_buf();
@@ -54,11 +66,13 @@ impl TestCluster {
         for node in &local.nodes {
             let addrs = node.addrs.ok_or("a started node reported no address")?;
             net.set_target(node.id, addrs.peer);
+            net.set_client_target(node.id, addrs.grpc);
         }
         let cluster = TestCluster {
             local: Arc::new(Mutex::new(local)),
             net,
             ids,
+            proxy_clients,
         };
         cluster
             .blocking(|c| c.wait_ready(Duration::from_secs(60)))
@@ -87,12 +101,27 @@ impl TestCluster {
         )
     }
 
+    /// The client address of node `id`, as its membership entry records it (its client
+    /// proxy when the clients go through proxies).
     pub fn address(&self, id: u64) -> String {
-        self.local
-            .lock()
-            .expect("cluster lock")
-            .grpc_addr(id)
-            .to_string()
+        match self.net.client_addr(id).filter(|_| self.proxy_clients) {
+            Some(proxy) => proxy.to_string(),
+            None => self
+                .local
+                .lock()
+                .expect("cluster lock")
+                .grpc_addr(id)
+                .to_string(),
+        }
+    }
+
+    /// Where the workload's clients reach the nodes: through the client proxies when the run
+    /// has them, otherwise directly. The harness's own calls always go directly.
+    pub fn client_endpoints(&self) -> Vec<String> {
+        self.ids
+            .iter()
+            .map(|id| format!("http://{}", self.address(*id)))
+            .collect()
     }
 
     /// The peer port of node `id`, as its membership entry records it.

@@ -26,6 +26,8 @@ pub const NEMESES: &[&str] = &[
     "power-loss",
     "slow-disk",
     "disk-loss",
+    "overlap",
+    "client-partition",
     "all",
 ];
 
@@ -33,7 +35,7 @@ pub const NEMESES: &[&str] = &[
 /// (and, for `power-loss`, lose what was not fsynced when killed: `--simulate-power-loss`).
 pub fn server_flags(nemesis: &str) -> &'static [&'static str] {
     match nemesis {
-        "clock" | "slow-disk" => &["--fault-injection"],
+        "clock" | "slow-disk" | "overlap" => &["--fault-injection"],
         "power-loss" => &["--fault-injection", "--simulate-power-loss"],
         _ => &[],
     }
@@ -82,6 +84,15 @@ pub enum Fault {
     /// lose data; when the fault stops, it is replaced by the documented procedure (removed,
     /// added as a learner, promoted).
     DiskLoss(Target),
+    /// The links from the clients to one node (or to all, `target: None`) cut, slowed, or
+    /// losing every answer while the requests still arrive.
+    ClientLinks {
+        target: Option<Target>,
+        state: LinkState,
+    },
+    /// Faults of different nemeses held at the same time (a partition while one node is
+    /// paused and another restarts, say), started in order and stopped in reverse.
+    Overlap(Vec<Fault>),
 }
 
 impl Fault {
@@ -99,6 +110,8 @@ impl Fault {
             Fault::PowerLoss { .. } => "power-loss",
             Fault::SlowDisk { .. } => "slow-disk",
             Fault::DiskLoss(_) => "disk-loss",
+            Fault::Overlap(_) => "overlap",
+            Fault::ClientLinks { .. } => "client-partition",
         }
     }
 }
@@ -178,6 +191,22 @@ fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize, slow_ms: (u64, u64)) -> 
             delay_ms: rng.gen_range(50..=400),
         },
         "disk-loss" => Fault::DiskLoss(target(rng, nodes)),
+        "overlap" => overlap(rng, nodes, slow_ms),
+        "client-partition" => Fault::ClientLinks {
+            target: if rng.gen_bool(0.2) {
+                None
+            } else {
+                Some(target(rng, nodes))
+            },
+            state: match rng.gen_range(0..20) {
+                0..=6 => LinkState::Blocked,
+                7..=14 => LinkState::RepliesLost,
+                _ => LinkState::Slow {
+                    delay_ms: rng.gen_range(slow_ms.0..=slow_ms.1),
+                    drop_per_mille: rng.gen_range(0..=30),
+                },
+            },
+        },
         "membership" => {
             if rng.gen_bool(0.5) {
                 Fault::RemoveVoter(target(rng, nodes))
@@ -187,6 +216,42 @@ fn fault_of(kind: &str, rng: &mut StdRng, nodes: usize, slow_ms: (u64, u64)) -> 
         }
         _ => unreachable!("nemesis names are checked before scheduling"),
     }
+}
+
+/// Two or three faults of different kinds at once: at most one of the network (`partition`
+/// or `slow`), and the process, clock and disk faults on distinct nodes, so that each one is
+/// undone as it was done (a kill is not hidden by a pause of the same node, say).
+fn overlap(rng: &mut StdRng, nodes: usize, slow_ms: (u64, u64)) -> Fault {
+    let mut kinds = vec!["pause", "kill", "clock", "slow-disk"];
+    kinds.shuffle(rng);
+    let per_node = rng.gen_range(1..=2).min(nodes - 1);
+    let mut faults = Vec::new();
+    if per_node < 2 || rng.gen_bool(0.7) {
+        let network = if rng.gen_bool(0.75) {
+            "partition"
+        } else {
+            "slow"
+        };
+        faults.push(fault_of(network, rng, nodes, slow_ms));
+    }
+    let mut victims: Vec<usize> = (0..nodes).collect();
+    victims.shuffle(rng);
+    for (kind, victim) in kinds.into_iter().zip(victims).take(per_node) {
+        faults.push(match fault_of(kind, rng, nodes, slow_ms) {
+            Fault::Kill(_) => Fault::Kill(Target::Node(victim)),
+            Fault::Pause(_) => Fault::Pause(Target::Node(victim)),
+            Fault::Clock { offset_ms, .. } => Fault::Clock {
+                target: Target::Node(victim),
+                offset_ms,
+            },
+            Fault::SlowDisk { delay_ms, .. } => Fault::SlowDisk {
+                target: Target::Node(victim),
+                delay_ms,
+            },
+            other => other,
+        });
+    }
+    Fault::Overlap(faults)
 }
 
 /// The faults of a run. `none` schedules nothing.
@@ -238,6 +303,8 @@ pub struct Active {
     pub fault: Fault,
     pub detail: String,
     nodes: Vec<u64>,
+    /// The started parts of an [`Fault::Overlap`], in the order they started.
+    parts: Vec<Active>,
 }
 
 async fn resolve(cluster: &TestCluster, target: Target) -> Result<u64, String> {
@@ -258,8 +325,39 @@ fn groups_text(groups: &[Vec<u64>]) -> String {
         .join(" | ")
 }
 
-/// Starts a fault. `rng` picks among equivalent choices (which half, which bridge).
+/// Starts a fault. `rng` picks among equivalent choices (which half, which bridge). The parts
+/// of an overlap that cannot start (no leader to target, say) are noted and left out.
 pub async fn start(
+    cluster: &TestCluster,
+    fault: &Fault,
+    rng: &mut StdRng,
+) -> Result<Active, String> {
+    let Fault::Overlap(faults) = fault else {
+        return start_one(cluster, fault, rng).await;
+    };
+    let mut parts = Vec::new();
+    let mut details = Vec::new();
+    for part in faults {
+        match start_one(cluster, part, rng).await {
+            Ok(active) => {
+                details.push(format!("{}: {}", part.name(), active.detail));
+                parts.push(active);
+            }
+            Err(e) => details.push(format!("{} not started: {e}", part.name())),
+        }
+    }
+    if parts.is_empty() {
+        return Err(details.join("; "));
+    }
+    Ok(Active {
+        fault: fault.clone(),
+        detail: details.join(" + "),
+        nodes: vec![],
+        parts,
+    })
+}
+
+async fn start_one(
     cluster: &TestCluster,
     fault: &Fault,
     rng: &mut StdRng,
@@ -388,6 +486,26 @@ pub async fn start(
                 vec![id],
             )
         }
+        Fault::ClientLinks { target, state } => {
+            let victims = match target {
+                Some(t) => vec![resolve(cluster, *t).await?],
+                None => ids.clone(),
+            };
+            for id in &victims {
+                cluster.net.set_client(*id, *state);
+            }
+            let what = match state {
+                LinkState::Blocked => "cut".to_string(),
+                LinkState::RepliesLost => "answers lost".to_string(),
+                LinkState::Slow {
+                    delay_ms,
+                    drop_per_mille,
+                } => format!("+{delay_ms} ms, {drop_per_mille}/1000 dropped"),
+                LinkState::Open => "open".to_string(),
+            };
+            (format!("clients to nodes {victims:?}: {what}"), victims)
+        }
+        Fault::Overlap(_) => return Err("an overlap within an overlap".into()),
         Fault::RemoveVoter(t) | Fault::ReplaceWiped(t) => {
             let id = resolve(cluster, *t).await?;
             let voters = cluster.voters().await?;
@@ -412,11 +530,29 @@ pub async fn start(
         fault: fault.clone(),
         detail,
         nodes,
+        parts: vec![],
     })
 }
 
-/// Undoes a fault.
+/// Undoes a fault (the parts of an overlap in reverse order, each tried even if one fails).
 pub async fn stop(cluster: &TestCluster, active: &Active) -> Result<(), String> {
+    if !matches!(active.fault, Fault::Overlap(_)) {
+        return stop_one(cluster, active).await;
+    }
+    let mut errors = Vec::new();
+    for part in active.parts.iter().rev() {
+        if let Err(e) = stop_one(cluster, part).await {
+            errors.push(format!("{}: {e}", part.fault.name()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+async fn stop_one(cluster: &TestCluster, active: &Active) -> Result<(), String> {
     match &active.fault {
         Fault::Kill(_) => {
             for id in &active.nodes {
@@ -458,6 +594,12 @@ pub async fn stop(cluster: &TestCluster, active: &Active) -> Result<(), String> 
                 cluster.replace(*id).await?;
             }
         }
+        Fault::ClientLinks { .. } => {
+            for id in &active.nodes {
+                cluster.net.set_client(*id, LinkState::Open);
+            }
+        }
+        Fault::Overlap(_) => return Err("an overlap within an overlap".into()),
     }
     Ok(())
 }
@@ -484,6 +626,49 @@ mod tests {
         assert!(a.iter().all(|s| s.at_ms + s.hold_ms <= 120_000));
         let kinds: std::collections::BTreeSet<&str> = a.iter().map(|s| s.fault.name()).collect();
         assert!(kinds.len() >= 3, "all mixes kinds: {kinds:?}");
+    }
+
+    #[test]
+    fn an_overlap_holds_two_or_three_faults_of_different_kinds_on_distinct_nodes() {
+        let mut kinds_seen = std::collections::BTreeSet::new();
+        for seed in 0..50 {
+            for step in schedule("overlap", seed, Duration::from_secs(60), 3, LAN).unwrap() {
+                let Fault::Overlap(parts) = &step.fault else {
+                    panic!("{step:?}");
+                };
+                assert!((2..=3).contains(&parts.len()), "{parts:?}");
+                let names: std::collections::BTreeSet<&str> =
+                    parts.iter().map(Fault::name).collect();
+                assert_eq!(names.len(), parts.len(), "kinds repeat: {parts:?}");
+                let network = parts
+                    .iter()
+                    .filter(|p| matches!(p.name(), "partition" | "slow"))
+                    .count();
+                assert!(network <= 1, "{parts:?}");
+                let nodes: Vec<Target> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Fault::Kill(t) | Fault::Pause(t) => Some(*t),
+                        Fault::Clock { target, .. } | Fault::SlowDisk { target, .. } => {
+                            Some(*target)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                assert!(
+                    nodes.iter().all(|t| matches!(t, Target::Node(_))),
+                    "{parts:?}"
+                );
+                let distinct: std::collections::BTreeSet<String> =
+                    nodes.iter().map(|t| format!("{t:?}")).collect();
+                assert_eq!(distinct.len(), nodes.len(), "a node hit twice: {parts:?}");
+                kinds_seen.extend(names);
+            }
+        }
+        assert_eq!(
+            kinds_seen.into_iter().collect::<Vec<_>>(),
+            ["clock", "kill", "partition", "pause", "slow", "slow-disk"],
+        );
     }
 
     #[test]

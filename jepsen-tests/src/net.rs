@@ -7,9 +7,15 @@
 //! - `Blocked`: a partition. Open connections are cut, and new ones are accepted and then held
 //!   silent (nothing forwarded, nothing answered) until the link heals, as a real partition
 //!   drops packets rather than refusing connections;
-//! - `Slow`: every chunk is delayed, and some connections are dropped mid-stream.
+//! - `Slow`: every chunk is delayed, and some connections are dropped mid-stream;
+//! - `RepliesLost`: one-way loss. What the caller sends is delivered, what the node answers is
+//!   dropped (the connection stays open and silent), so a write can be applied and its answer
+//!   lost.
 //!
-//! Client traffic does not go through the proxies: clients talk to nodes directly.
+//! The clients reach the nodes through proxies too when the run asks for it (the
+//! `client-partition` nemesis): one link per node, from "the clients" to that node's client
+//! port, and the nodes advertise the proxy as their address, so that leader hints lead there
+//! too. Otherwise clients talk to nodes directly.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +33,7 @@ pub enum LinkState {
     Open,
     Blocked,
     Slow { delay_ms: u64, drop_per_mille: u32 },
+    RepliesLost,
 }
 
 struct Link {
@@ -37,9 +44,10 @@ struct Link {
     state: watch::Sender<(LinkState, u64)>,
 }
 
-/// Every directed link between the nodes.
+/// Every directed link between the nodes, and from the clients to each node.
 pub struct Net {
     links: BTreeMap<(u64, u64), Link>,
+    clients: BTreeMap<u64, Link>,
 }
 
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -48,27 +56,35 @@ impl Net {
     /// Binds a proxy for every ordered pair of `nodes` on 127.0.0.1, port chosen by the OS.
     pub async fn new(nodes: &[u64]) -> std::io::Result<Net> {
         let mut links = BTreeMap::new();
-        for from in nodes {
-            for to in nodes {
-                if from == to {
-                    continue;
+        let mut clients = BTreeMap::new();
+        for to in nodes {
+            for from in nodes {
+                if from != to {
+                    links.insert((*from, *to), Link::bind().await?);
                 }
-                let listener = TcpListener::bind("127.0.0.1:0").await?;
-                let listen = listener.local_addr()?;
-                let target = Arc::new(Mutex::new(None));
-                let (state, watcher) = watch::channel((LinkState::Open, 0));
-                tokio::spawn(accept(listener, target.clone(), watcher));
-                links.insert(
-                    (*from, *to),
-                    Link {
-                        listen,
-                        target,
-                        state,
-                    },
-                );
             }
+            clients.insert(*to, Link::bind().await?);
         }
-        Ok(Net { links })
+        Ok(Net { links, clients })
+    }
+
+    /// The address clients reach node `to` at through its client proxy.
+    pub fn client_addr(&self, to: u64) -> Option<SocketAddr> {
+        self.clients.get(&to).map(|link| link.listen)
+    }
+
+    /// Where node `to` really serves clients (known once it started).
+    pub fn set_client_target(&self, to: u64, addr: SocketAddr) {
+        if let Some(link) = self.clients.get(&to) {
+            *link.target.lock().expect("target lock") = Some(addr);
+        }
+    }
+
+    /// Sets the link from the clients to node `to`.
+    pub fn set_client(&self, to: u64, state: LinkState) {
+        if let Some(link) = self.clients.get(&to) {
+            link.set(state);
+        }
     }
 
     /// The `--route` arguments node `from` is started with.
@@ -91,12 +107,7 @@ impl Net {
 
     pub fn set(&self, from: u64, to: u64, state: LinkState) {
         if let Some(link) = self.links.get(&(from, to)) {
-            link.state.send_modify(|(s, generation)| {
-                if *s != state {
-                    *s = state;
-                    *generation += 1;
-                }
-            });
+            link.set(state);
         }
     }
 
@@ -113,15 +124,44 @@ impl Net {
         }
     }
 
-    /// Sets every link.
+    /// Sets every link between nodes.
     pub fn all(&self, state: LinkState) {
         for (from, to) in self.links.keys().copied().collect::<Vec<_>>() {
             self.set(from, to, state);
         }
     }
 
+    /// Opens every link, the clients' included.
     pub fn heal(&self) {
         self.all(LinkState::Open);
+        for link in self.clients.values() {
+            link.set(LinkState::Open);
+        }
+    }
+}
+
+impl Link {
+    /// A proxy on 127.0.0.1, port chosen by the OS, with no target yet.
+    async fn bind() -> std::io::Result<Link> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listen = listener.local_addr()?;
+        let target = Arc::new(Mutex::new(None));
+        let (state, watcher) = watch::channel((LinkState::Open, 0));
+        tokio::spawn(accept(listener, target.clone(), watcher));
+        Ok(Link {
+            listen,
+            target,
+            state,
+        })
+    }
+
+    fn set(&self, state: LinkState) {
+        self.state.send_modify(|(s, generation)| {
+            if *s != state {
+                *s = state;
+                *generation += 1;
+            }
+        });
     }
 }
 
@@ -161,8 +201,8 @@ async fn serve(
     let _ = outbound.set_nodelay(true);
     let (in_read, in_write) = inbound.into_split();
     let (out_read, out_write) = outbound.into_split();
-    let forward = pump(in_read, out_write, state.clone(), generation);
-    let backward = pump(out_read, in_write, state.clone(), generation);
+    let forward = pump(in_read, out_write, state.clone(), generation, false);
+    let backward = pump(out_read, in_write, state.clone(), generation, true);
     // Either direction ending (closed, dropped, or the link changed) cuts the whole
     // connection: both halves are dropped here.
     tokio::select! {
@@ -176,6 +216,7 @@ async fn pump(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut state: watch::Receiver<(LinkState, u64)>,
     generation: u64,
+    answers: bool,
 ) {
     let mut buffer = vec![0u8; CHUNK_BYTES];
     loop {
@@ -206,6 +247,9 @@ async fn pump(
             }
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
+        if answers && link == LinkState::RepliesLost {
+            continue;
+        }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
@@ -217,17 +261,24 @@ mod tests {
     use super::*;
 
     async fn echo_server() -> SocketAddr {
+        counting_echo_server(Arc::default()).await
+    }
+
+    /// An echo server that counts the bytes it received.
+    async fn counting_echo_server(received: Arc<std::sync::atomic::AtomicUsize>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
                 let (mut s, _) = listener.accept().await.unwrap();
+                let received = received.clone();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1024];
                     loop {
                         match s.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => {
+                                received.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
                                 if s.write_all(&buf[..n]).await.is_err() {
                                     return;
                                 }
@@ -280,6 +331,40 @@ mod tests {
             net.route_args(1),
             vec!["--route".to_string(), format!("2={}", proxy_of(&net, 1, 2))]
         );
+    }
+
+    #[tokio::test]
+    async fn client_links_lose_answers_one_way_and_are_apart_from_node_links() {
+        let net = Net::new(&[1, 2]).await.unwrap();
+        let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        net.set_client_target(1, counting_echo_server(received.clone()).await);
+        let client = net.client_addr(1).unwrap();
+        assert_eq!(round_trip(client).await.as_deref(), Some(&b"ping"[..]));
+
+        // A partition between the nodes leaves the clients' links alone.
+        net.partition(&[vec![1], vec![2]]);
+        assert_eq!(round_trip(client).await.as_deref(), Some(&b"ping"[..]));
+
+        // Answers lost: the request arrives, nothing comes back.
+        net.set_client(1, LinkState::RepliesLost);
+        let before = received.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(round_trip(client).await, None);
+        assert_eq!(
+            received.load(std::sync::atomic::Ordering::SeqCst),
+            before + 4,
+            "the request was delivered"
+        );
+
+        // Cut: nothing arrives.
+        net.set_client(1, LinkState::Blocked);
+        assert_eq!(round_trip(client).await, None);
+        assert_eq!(
+            received.load(std::sync::atomic::Ordering::SeqCst),
+            before + 4
+        );
+
+        net.heal();
+        assert_eq!(round_trip(client).await.as_deref(), Some(&b"ping"[..]));
     }
 
     #[tokio::test]

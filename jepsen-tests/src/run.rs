@@ -124,7 +124,15 @@ pub async fn run(options: &RunOptions) -> Result<Outcome, String> {
             extra.push(flag.to_string());
         }
     }
-    let cluster = TestCluster::start(&options.server, &scratch, options.nodes, extra).await?;
+    let proxy_clients = options.nemesis == "client-partition";
+    let cluster = TestCluster::start(
+        &options.server,
+        &scratch,
+        options.nodes,
+        extra,
+        proxy_clients,
+    )
+    .await?;
     let result = drive(options, &cluster, &steps).await;
     cluster.stop().await;
     let (ctx, schedule_log) = result?;
@@ -161,7 +169,7 @@ async fn drive(
     steps: &[Step],
 ) -> Result<(Arc<Ctx>, Vec<String>), String> {
     let ctx = Arc::new(Ctx::new());
-    let endpoints = cluster.endpoints();
+    let endpoints = cluster.client_endpoints();
     let setup_client = workload::client_for(&endpoints, 0).await?;
     workload::set_up(&ctx, &setup_client, &options.workload).await?;
     ctx.recorder

@@ -34,6 +34,10 @@ pub const WORKLOADS: &[&str] = &["bank", "idempotency", "bets"];
 /// How long one operation may take (retries included) before it is `info`. Shorter than the
 /// server's own write timeout, so that faults leave operations whose outcome is unknown.
 pub const OP_DEADLINE: Duration = Duration::from_secs(2);
+/// How long one attempt may take before the client gives up on it and retries (the same
+/// request, so the same ids) on the same or another node, within [`OP_DEADLINE`]: shorter than
+/// the deadline, so that the client's own retry path runs under the faults.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
 const LEDGER: u32 = 1;
 const ACCOUNTS: u128 = 8;
 const INITIAL_BALANCE: u128 = 1_000;
@@ -119,7 +123,7 @@ pub async fn client_for(endpoints: &[String], first: usize) -> Result<LedgerClie
     rotated.rotate_left(first % endpoints.len().max(1));
     let mut config = ClientConfig::new(rotated);
     config.deadline = OP_DEADLINE;
-    config.attempt_timeout = OP_DEADLINE;
+    config.attempt_timeout = ATTEMPT_TIMEOUT;
     LedgerClient::with_config(config)
         .await
         .map_err(|e| e.to_string())

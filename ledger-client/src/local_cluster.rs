@@ -87,6 +87,10 @@ pub struct NodeOptions {
     pub node_args: std::collections::BTreeMap<u64, Vec<String>>,
     /// Environment variables for every process (`RUST_LOG`, say).
     pub env: Vec<(String, String)>,
+    /// The client address a node is known by, when clients reach it through something in
+    /// between (the partition harness's client proxies): given as its `--advertise-addr`, and
+    /// to the first node for its membership, so that leader hints name it too.
+    pub advertise: std::collections::BTreeMap<u64, String>,
 }
 
 impl Default for NodeOptions {
@@ -97,6 +101,7 @@ impl Default for NodeOptions {
             base_port: None,
             node_args: Default::default(),
             env: Vec::new(),
+            advertise: Default::default(),
         }
     }
 }
@@ -307,6 +312,13 @@ impl LocalCluster {
             .arg(self.dir.join(PEER_SECRET_FILE))
             .args(&self.options.extra_args)
             .args(self.options.node_args.get(&id).into_iter().flatten())
+            .args(
+                self.options
+                    .advertise
+                    .get(&id)
+                    .into_iter()
+                    .flat_map(|a| ["--advertise-addr", a.as_str()]),
+            )
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -319,9 +331,13 @@ impl LocalCluster {
                         node: other.id,
                         reason: "started without reporting its addresses".into(),
                     })?;
+                    let grpc = match self.options.advertise.get(&other.id) {
+                        Some(advertised) => advertised.clone(),
+                        None => addrs.grpc.to_string(),
+                    };
                     command
                         .arg("--peer")
-                        .arg(format!("{}={},{}", other.id, addrs.grpc, addrs.peer));
+                        .arg(format!("{}={grpc},{}", other.id, addrs.peer));
                 }
             }
         }
