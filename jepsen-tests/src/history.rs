@@ -72,6 +72,9 @@ pub struct BetState {
     pub status: String,
     #[serde(with = "text")]
     pub settlement_id: u128,
+    /// What the house paid the player when the bet was cashed out (0 otherwise).
+    #[serde(default, with = "text")]
+    pub cashed_out: u128,
 }
 
 /// A market's settlement as read at the end.
@@ -85,6 +88,43 @@ pub struct MarketState {
     pub settlement_id: u128,
     pub winners: Vec<u64>,
     pub voids: Vec<u64>,
+}
+
+/// One transfer of a `ledger` workload write, as submitted (`flags` are ledger-core's
+/// `TransferFlags` bits: pending, post, void, linked, balancing, closing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerTransfer {
+    #[serde(with = "text")]
+    pub id: u128,
+    #[serde(with = "text")]
+    pub from: u128,
+    #[serde(with = "text")]
+    pub to: u128,
+    #[serde(with = "text")]
+    pub amount: u128,
+    #[serde(with = "text")]
+    pub pending_id: u128,
+    pub flags: u16,
+    pub timeout_s: u32,
+}
+
+/// A transfer as a node stores it at the end: the fields of [`LedgerTransfer`] as applied
+/// (a post or void names the pending transfer's accounts and the amount it moved or
+/// released; a balancing transfer the amount it moved) and the cluster timestamp.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTransfer {
+    #[serde(flatten)]
+    pub transfer: LedgerTransfer,
+    pub timestamp: u64,
+}
+
+/// What became of a pending transfer, as a node says at the end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingState {
+    #[serde(with = "text")]
+    pub id: u128,
+    /// pending, posted, voided, expired
+    pub status: String,
 }
 
 /// What an operation did, and with what values.
@@ -142,6 +182,19 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         result: Option<String>,
     },
+    /// A bet action: `void` (the stake released) or `cash_out` (the stake posted to the house,
+    /// which pays `amount` to the player now). Repeating it answers `exists`.
+    BetAction {
+        #[serde(with = "text")]
+        bet: u128,
+        kind: String,
+        #[serde(with = "text")]
+        amount: u128,
+        #[serde(default)]
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+    },
     /// A fault starts or ends. `name` is the nemesis (`kill`, `partition`, ...), `detail`
     /// what exactly (`node 2`, `{1,2} | {3}`).
     Fault {
@@ -164,6 +217,25 @@ pub enum Op {
         bets: Vec<BetState>,
         #[serde(default)]
         markets: Vec<MarketState>,
+        /// The `ledger` workload: every transfer of its writes that this node stores, the
+        /// status of every pending transfer it stores, and the accounts it has closed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        stored: Vec<StoredTransfer>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pending: Vec<PendingState>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty", with = "text_vec")]
+        closed: Vec<u128>,
+    },
+    /// The `ledger` workload: one request of transfers, all or nothing when linked. `what` is
+    /// hold, post, void, chain, balancing, close or reopen; `results` has one result code
+    /// name per transfer on `ok` / `fail`.
+    LedgerWrite {
+        what: String,
+        transfers: Vec<LedgerTransfer>,
+        #[serde(default)]
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        results: Vec<String>,
     },
     /// After healing: a new write through the cluster succeeded (`ok`) or not (`fail`).
     ProbeWrite,

@@ -8,7 +8,15 @@
 //!   that lost the answer would. After healing, every still-unknown transfer is resubmitted
 //!   until it settles.
 //! - `bets`: bets placed by players on a sequence of 1,000 markets, each market settled once while
-//!   bets keep coming, and reads of every balance.
+//!   bets keep coming, and reads of every balance. Bets whose outcome is unknown are placed
+//!   again later with the same id; some acknowledged bets are placed again, cashed out (for
+//!   30-150 % of the stake) or voided by a bet action.
+//! - `ledger`: the bank's transfers and reads, and beside them holds (pending transfers, some
+//!   with a timeout of 1-4 s) posted in full or in part or voided, linked chains of 2-3
+//!   transfers (a quarter of them bound to fail as a whole), balancing transfers asking for
+//!   more than there is, and two accounts closed by closing holds and reopened by voiding
+//!   them. Half of the writes whose outcome is unknown are resubmitted later with the same ids,
+//!   and some acknowledged ones too, as a client that lost the answer would.
 //!
 //! Each logical client is a [`Process`]; after an `info` outcome it continues as a new process
 //! (Jepsen's rule: the old one may still have an operation in flight).
@@ -20,16 +28,19 @@ use std::time::{Duration, Instant};
 
 use ledger_client::{ClientConfig, Error, LedgerClient};
 use ledger_core::{
-    Account, AccountFlags, NewBet, NewMarket, Settlement, SettlementFlags, Transfer,
-    TransferResult, EVENTS_PER_BATCH_MAX,
+    Account, AccountFlags, BetAction, BetActionKind, NewBet, NewMarket, Settlement,
+    SettlementFlags, Transfer, TransferFlags, TransferResult, EVENTS_PER_BATCH_MAX,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::history::{Balance, BetState, Kind, MarketState, Op, Process, Recorder};
+use crate::history::{
+    Balance, BetState, Kind, LedgerTransfer, MarketState, Op, PendingState, Process, Recorder,
+    StoredTransfer,
+};
 
-pub const WORKLOADS: &[&str] = &["bank", "idempotency", "bets"];
+pub const WORKLOADS: &[&str] = &["bank", "idempotency", "bets", "ledger"];
 
 /// How long one operation may take (retries included) before it is `info`. Shorter than the
 /// server's own write timeout, so that faults leave operations whose outcome is unknown.
@@ -47,6 +58,10 @@ const HOUSE_FLOAT: u128 = 1_000_000;
 const MARKETS: u128 = 1_000;
 const MARKET_BASE: u128 = 3_000;
 const LIABILITY_LIMIT: u128 = 100_000;
+/// The `ledger` workload's accounts that closing holds close and voids reopen.
+const CLOSABLE: [u128; 2] = [11, 12];
+/// An account that does not exist: a chain with a leg to it fails as a whole.
+const MISSING_ACCOUNT: u128 = 99_999;
 const PROBE_DEBIT: u128 = 9_001;
 const PROBE_CREDIT: u128 = 9_002;
 /// The hold prober's accounts, apart from every workload's.
@@ -54,6 +69,10 @@ const HOLD_DEBIT: u128 = 9_101;
 const HOLD_CREDIT: u128 = 9_102;
 /// The hold prober's ids start here (the workloads' come from `Ctx::fresh_id`, far below).
 const HOLD_ID_BASE: u128 = 1 << 100;
+
+/// A `ledger` write whose outcome is unknown, to resubmit: (due, what, transfers, attempts so
+/// far).
+type LedgerRetry = (Instant, String, Vec<LedgerTransfer>, u32);
 
 /// The run's shared state: the clock, the history, the ids in use.
 pub struct Ctx {
@@ -69,6 +88,21 @@ pub struct Ctx {
     acknowledged: Mutex<Vec<Transfer>>,
     /// The market bets go to now.
     market: AtomicUsize,
+    /// The `ledger` workload: every transfer id of its writes, the pending ones among them,
+    /// the acknowledged holds not yet resolved (closing holds apart), and unknown writes
+    /// waiting to be resubmitted.
+    pub ledger_ids: Mutex<Vec<u128>>,
+    pub pending_ids: Mutex<Vec<u128>>,
+    holds: Mutex<Vec<LedgerTransfer>>,
+    closings: Mutex<Vec<LedgerTransfer>>,
+    ledger_retries: Mutex<VecDeque<LedgerRetry>>,
+    /// Bets whose outcome is unknown, waiting to be resubmitted: (due, bet, attempts so far).
+    bet_retries: Mutex<VecDeque<(Instant, NewBet, u32)>>,
+    /// Acknowledged bets: some resubmitted, some cashed out or voided.
+    acknowledged_bets: Mutex<Vec<NewBet>>,
+    /// Acknowledged `ledger` writes, some resubmitted as a client that lost the answer would.
+    ledger_acknowledged: Mutex<Vec<(String, Vec<LedgerTransfer>)>>,
+    ledger_acknowledged_ids: Mutex<std::collections::HashSet<u128>>,
 }
 
 impl Ctx {
@@ -82,6 +116,15 @@ impl Ctx {
             retries: Mutex::new(VecDeque::new()),
             acknowledged: Mutex::new(Vec::new()),
             market: AtomicUsize::new(0),
+            ledger_ids: Mutex::new(Vec::new()),
+            pending_ids: Mutex::new(Vec::new()),
+            holds: Mutex::new(Vec::new()),
+            closings: Mutex::new(Vec::new()),
+            ledger_retries: Mutex::new(VecDeque::new()),
+            ledger_acknowledged: Mutex::new(Vec::new()),
+            bet_retries: Mutex::new(VecDeque::new()),
+            acknowledged_bets: Mutex::new(Vec::new()),
+            ledger_acknowledged_ids: Mutex::new(Default::default()),
         }
     }
 
@@ -112,6 +155,9 @@ pub fn workload_accounts(workload: &str) -> Vec<u128> {
     let mut ids: Vec<u128> = (1..=ACCOUNTS).collect();
     if workload == "bets" {
         ids.push(HOUSE);
+    }
+    if workload == "ledger" {
+        ids.extend(CLOSABLE);
     }
     ids
 }
@@ -175,6 +221,10 @@ pub async fn set_up(ctx: &Ctx, client: &LedgerClient, workload: &str) -> Result<
     if workload == "bets" {
         accounts.push(account(HOUSE, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS));
     }
+    if workload == "ledger" {
+        accounts
+            .extend(CLOSABLE.map(|id| account(id, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)));
+    }
     let results = client
         .create_accounts(accounts)
         .await
@@ -185,8 +235,11 @@ pub async fn set_up(ctx: &Ctx, client: &LedgerClient, workload: &str) -> Result<
     {
         return Err(format!("set-up account refused: {bad}"));
     }
-    let mut funding: Vec<Transfer> = (1..=ACCOUNTS)
-        .map(|id| transfer(1_000_000 + id, BANK, id, INITIAL_BALANCE))
+    let funded = workload_accounts(workload);
+    let mut funding: Vec<Transfer> = funded
+        .iter()
+        .filter(|id| **id != HOUSE)
+        .map(|id| transfer(1_000_000 + id, BANK, *id, INITIAL_BALANCE))
         .collect();
     if workload == "bets" {
         funding.push(transfer(1_000_000 + HOUSE, BANK, HOUSE, HOUSE_FLOAT));
@@ -343,6 +396,7 @@ impl Worker {
         while Instant::now() < until {
             let kind = match self.workload.as_str() {
                 "bets" => self.bets_op(&ctx, process).await,
+                "ledger" => self.ledger_op(&ctx, process).await,
                 _ => self.bank_op(&ctx, process).await,
             };
             if kind == Kind::Info {
@@ -396,9 +450,51 @@ impl Worker {
     }
 
     async fn bets_op(&mut self, ctx: &Ctx, process: u64) -> Kind {
+        let due = {
+            let mut retries = ctx.bet_retries.lock().expect("retries lock");
+            match retries.front() {
+                Some((at, _, _)) if *at <= Instant::now() => retries.pop_front(),
+                _ => None,
+            }
+        };
+        if let Some((_, bet, attempt)) = due {
+            return bet_op(ctx, &self.client, process, bet, attempt).await;
+        }
         let roll = self.rng.gen_range(0..100);
         if roll < 25 {
             return read_all(ctx, &self.client, process, &workload_accounts("bets")).await;
+        }
+        if roll >= 90 {
+            // Resubmit, cash out or void a bet that was acknowledged.
+            // Among the latest, which are mostly on markets still open.
+            let bet = {
+                let acknowledged = ctx.acknowledged_bets.lock().expect("bets lock");
+                let latest = &acknowledged[acknowledged.len().saturating_sub(100)..];
+                latest.choose(&mut self.rng).copied()
+            };
+            let Some(bet) = bet else {
+                return Kind::Ok;
+            };
+            return match roll {
+                90..=92 => bet_op(ctx, &self.client, process, bet, 1).await,
+                93..=97 => {
+                    let amount = (bet.stake * self.rng.gen_range(30..=150) / 100).max(1);
+                    let action = BetAction {
+                        bet_id: bet.id,
+                        kind: BetActionKind::CashOut,
+                        amount,
+                    };
+                    bet_action_op(ctx, &self.client, process, action).await
+                }
+                _ => {
+                    let action = BetAction {
+                        bet_id: bet.id,
+                        kind: BetActionKind::Void,
+                        amount: 0,
+                    };
+                    bet_action_op(ctx, &self.client, process, action).await
+                }
+            };
         }
         // After MARKETS settlements (some minutes) bets land on settled markets and fail.
         let current = ctx.market.load(Ordering::Relaxed);
@@ -442,8 +538,260 @@ impl Worker {
             code: 2,
             user_data_128: 0,
         };
-        bet_op(ctx, &self.client, process, bet).await
+        bet_op(ctx, &self.client, process, bet, 0).await
     }
+}
+
+impl Worker {
+    async fn ledger_op(&mut self, ctx: &Ctx, process: u64) -> Kind {
+        let due = {
+            let mut retries = ctx.ledger_retries.lock().expect("retries lock");
+            match retries.front() {
+                Some((at, ..)) if *at <= Instant::now() => retries.pop_front(),
+                _ => None,
+            }
+        };
+        if let Some((_, what, transfers, attempt)) = due {
+            return ledger_write(ctx, &self.client, process, &what, transfers, attempt).await;
+        }
+        if self.rng.gen_bool(0.03) {
+            let again = {
+                let acknowledged = ctx.ledger_acknowledged.lock().expect("acknowledged lock");
+                acknowledged.choose(&mut self.rng).cloned()
+            };
+            if let Some((what, transfers)) = again {
+                return ledger_write(ctx, &self.client, process, &what, transfers, 1).await;
+            }
+        }
+        let accounts = workload_accounts("ledger");
+        let rng = &mut self.rng;
+        let pair = |rng: &mut StdRng| {
+            let from = *accounts.choose(rng).expect("non-empty");
+            let mut to = from;
+            while to == from {
+                to = *accounts.choose(rng).expect("non-empty");
+            }
+            (from, to)
+        };
+        let leg = |id, (from, to): (u128, u128), amount, flags: TransferFlags| LedgerTransfer {
+            id,
+            from,
+            to,
+            amount,
+            pending_id: 0,
+            flags: flags.0,
+            timeout_s: 0,
+        };
+        let roll = rng.gen_range(0..100);
+        let (what, transfers) = match roll {
+            0..=14 => return read_all(ctx, &self.client, process, &accounts).await,
+            15..=29 => {
+                let id = ctx.fresh_id();
+                ctx.transfer_ids.lock().expect("ids lock").push(id);
+                // Read back at the end with the ledger's own, so that the fold counts it.
+                ctx.ledger_ids.lock().expect("ids lock").push(id);
+                let (from, to) = pair(rng);
+                let t = transfer(id, from, to, rng.gen_range(1..=5));
+                return transfer_op(ctx, &self.client, process, t, 0, false).await;
+            }
+            30..=49 => {
+                let mut hold = leg(
+                    ctx.fresh_id(),
+                    pair(rng),
+                    rng.gen_range(1..=10),
+                    TransferFlags::PENDING,
+                );
+                if rng.gen_bool(0.5) {
+                    hold.timeout_s = rng.gen_range(1..=4);
+                }
+                ("hold", vec![hold])
+            }
+            50..=64 => {
+                let hold = {
+                    let mut holds = ctx.holds.lock().expect("holds lock");
+                    let n = holds.len();
+                    (n > 0).then(|| holds.swap_remove(rng.gen_range(0..n)))
+                };
+                let Some(hold) = hold else {
+                    return Kind::Ok;
+                };
+                let post = rng.gen_bool(0.6);
+                let (what, flags, amount) = if post {
+                    let amount = if rng.gen_bool(0.5) {
+                        0
+                    } else {
+                        rng.gen_range(1..=hold.amount)
+                    };
+                    ("post", TransferFlags::POST_PENDING_TRANSFER, amount)
+                } else {
+                    ("void", TransferFlags::VOID_PENDING_TRANSFER, 0)
+                };
+                let resolve = LedgerTransfer {
+                    pending_id: hold.id,
+                    ..leg(ctx.fresh_id(), (hold.from, hold.to), amount, flags)
+                };
+                (what, vec![resolve])
+            }
+            65..=79 => {
+                let legs = rng.gen_range(2..=3);
+                let doomed = rng.gen_bool(0.25);
+                let mut chain: Vec<LedgerTransfer> = (0..legs)
+                    .map(|_| {
+                        leg(
+                            ctx.fresh_id(),
+                            pair(rng),
+                            rng.gen_range(1..=5),
+                            TransferFlags::LINKED,
+                        )
+                    })
+                    .collect();
+                if doomed {
+                    let bad = rng.gen_range(0..legs);
+                    chain[bad].to = MISSING_ACCOUNT;
+                }
+                let last = chain.last_mut().expect("two legs or more");
+                last.flags = 0;
+                ("chain", chain)
+            }
+            80..=91 => (
+                "balancing",
+                vec![leg(
+                    ctx.fresh_id(),
+                    pair(rng),
+                    rng.gen_range(50..=2_000),
+                    TransferFlags::BALANCING_DEBIT,
+                )],
+            ),
+            _ => {
+                let closing = {
+                    let mut closings = ctx.closings.lock().expect("closings lock");
+                    let n = closings.len();
+                    (n > 0 && rng.gen_bool(0.5)).then(|| closings.swap_remove(rng.gen_range(0..n)))
+                };
+                match closing {
+                    Some(closing) => {
+                        let reopen = LedgerTransfer {
+                            pending_id: closing.id,
+                            ..leg(
+                                ctx.fresh_id(),
+                                (closing.from, closing.to),
+                                0,
+                                TransferFlags::VOID_PENDING_TRANSFER,
+                            )
+                        };
+                        ("reopen", vec![reopen])
+                    }
+                    None => {
+                        let account = *CLOSABLE.choose(rng).expect("non-empty");
+                        let mut close = leg(
+                            ctx.fresh_id(),
+                            (account, rng.gen_range(1..=ACCOUNTS)),
+                            0,
+                            TransferFlags::PENDING.union(TransferFlags::CLOSING_DEBIT),
+                        );
+                        if rng.gen_bool(0.3) {
+                            close.timeout_s = rng.gen_range(1..=4);
+                        }
+                        ("close", vec![close])
+                    }
+                }
+            }
+        };
+        ledger_write(ctx, &self.client, process, what, transfers, 0).await
+    }
+}
+
+fn ledger_transfer(t: &LedgerTransfer) -> Transfer {
+    Transfer {
+        pending_id: t.pending_id,
+        timeout: t.timeout_s,
+        flags: TransferFlags(t.flags),
+        ..transfer(t.id, t.from, t.to, t.amount)
+    }
+}
+
+/// Submits one `ledger` workload request and records it. On `ok`, acknowledged holds and
+/// closing holds become candidates to resolve; half of the unknown outcomes are resubmitted
+/// later with the same ids.
+async fn ledger_write(
+    ctx: &Ctx,
+    client: &LedgerClient,
+    process: u64,
+    what: &str,
+    transfers: Vec<LedgerTransfer>,
+    attempt: u32,
+) -> Kind {
+    if attempt == 0 {
+        let ids = transfers.iter().map(|t| t.id);
+        ctx.ledger_ids.lock().expect("ids lock").extend(ids);
+        let pending = transfers
+            .iter()
+            .filter(|t| TransferFlags(t.flags).contains(TransferFlags::PENDING))
+            .map(|t| t.id);
+        ctx.pending_ids.lock().expect("ids lock").extend(pending);
+    }
+    let p = Process::Client(process);
+    let value = |results: Vec<String>| Op::LedgerWrite {
+        what: what.to_string(),
+        transfers: transfers.clone(),
+        attempt,
+        results,
+    };
+    ctx.record(p, Kind::Invoke, value(Vec::new()), None);
+    let outcome = client
+        .create_transfers(transfers.iter().map(ledger_transfer).collect())
+        .await;
+    let (kind, results, error) = match outcome {
+        Ok(results) => {
+            let names: Vec<String> = results.iter().map(|r| r.name().to_string()).collect();
+            let applied = names.iter().all(|n| n == "created" || n == "exists");
+            let kind = if applied { Kind::Ok } else { Kind::Fail };
+            (kind, names, None)
+        }
+        Err(e) => {
+            let kind = if e.is_outcome_unknown() {
+                Kind::Info
+            } else {
+                Kind::Fail
+            };
+            (kind, Vec::new(), Some(e.to_string()))
+        }
+    };
+    ctx.record(p, kind, value(results), error);
+    // The first acknowledgement of this write (a resubmission answers `exists`).
+    let first = kind == Kind::Ok
+        && ctx
+            .ledger_acknowledged_ids
+            .lock()
+            .expect("acknowledged lock")
+            .insert(transfers[0].id);
+    if first {
+        ctx.ledger_acknowledged
+            .lock()
+            .expect("acknowledged lock")
+            .push((what.to_string(), transfers.clone()));
+    }
+    match kind {
+        Kind::Ok if what == "hold" && first => {
+            ctx.holds.lock().expect("holds lock").extend(transfers)
+        }
+        Kind::Ok if what == "close" && first => ctx
+            .closings
+            .lock()
+            .expect("closings lock")
+            .extend(transfers),
+        Kind::Info if rand::thread_rng().gen_bool(0.5) => {
+            let delay = Duration::from_millis(rand::thread_rng().gen_range(500..8_000));
+            ctx.ledger_retries.lock().expect("retries lock").push_back((
+                Instant::now() + delay,
+                what.to_string(),
+                transfers,
+                attempt + 1,
+            ));
+        }
+        _ => {}
+    }
+    kind
 }
 
 fn transfer_value(t: &Transfer, attempt: u32, result: Option<String>) -> Op {
@@ -526,7 +874,7 @@ async fn read_all(ctx: &Ctx, client: &LedgerClient, process: u64, ids: &[u128]) 
     }
 }
 
-fn bet_value(b: &NewBet, result: Option<String>) -> Op {
+fn bet_value(b: &NewBet, attempt: u32, result: Option<String>) -> Op {
     Op::PlaceBet {
         id: b.id,
         player: b.player_account_id,
@@ -534,20 +882,63 @@ fn bet_value(b: &NewBet, result: Option<String>) -> Op {
         selection: b.selection_id,
         stake: b.stake,
         odds: b.odds,
-        attempt: 0,
+        attempt,
         result,
     }
 }
 
-async fn bet_op(ctx: &Ctx, client: &LedgerClient, process: u64, bet: NewBet) -> Kind {
+/// Places a bet (again, with `attempt` > 0) and records it; an unknown outcome is resubmitted
+/// later with the same id, and an acknowledged bet may be resubmitted, cashed out or voided.
+async fn bet_op(ctx: &Ctx, client: &LedgerClient, process: u64, bet: NewBet, attempt: u32) -> Kind {
     let p = Process::Client(process);
-    ctx.record(p, Kind::Invoke, bet_value(&bet, None), None);
+    ctx.record(p, Kind::Invoke, bet_value(&bet, attempt, None), None);
     let outcome = client
         .place_bets(vec![bet])
         .await
         .map(|r| r.first().map(|r| r.name()).unwrap_or("missing").to_string());
     let (kind, result, error) = completion(&outcome);
-    ctx.record(p, kind, bet_value(&bet, result), error);
+    let created = result.as_deref() == Some("created");
+    ctx.record(p, kind, bet_value(&bet, attempt, result), error);
+    match kind {
+        Kind::Ok if created || attempt > 0 && outcome.is_ok() => {
+            let mut acknowledged = ctx.acknowledged_bets.lock().expect("bets lock");
+            if !acknowledged.iter().any(|b| b.id == bet.id) {
+                acknowledged.push(bet);
+            }
+        }
+        Kind::Info => {
+            let delay = Duration::from_millis(rand::thread_rng().gen_range(500..8_000));
+            ctx.bet_retries.lock().expect("retries lock").push_back((
+                Instant::now() + delay,
+                bet,
+                attempt + 1,
+            ));
+        }
+        _ => {}
+    }
+    kind
+}
+
+async fn bet_action_op(ctx: &Ctx, client: &LedgerClient, process: u64, action: BetAction) -> Kind {
+    let p = Process::Client(process);
+    let value = |result| Op::BetAction {
+        bet: action.bet_id,
+        kind: match action.kind {
+            BetActionKind::Void => "void",
+            BetActionKind::CashOut => "cash_out",
+        }
+        .into(),
+        amount: action.amount,
+        attempt: 0,
+        result,
+    };
+    ctx.record(p, Kind::Invoke, value(None), None);
+    let outcome = client
+        .bet_actions(vec![action])
+        .await
+        .map(|r| r.first().map(|r| r.name()).unwrap_or("missing").to_string());
+    let (kind, result, error) = completion(&outcome);
+    ctx.record(p, kind, value(result), error);
     kind
 }
 
@@ -650,12 +1041,67 @@ pub async fn final_read(
                 .map(|t| t.id),
         );
     }
+    let (mut stored, mut pending, mut closed) = (Vec::new(), Vec::new(), Vec::new());
+    if workload == "ledger" {
+        let ids = ctx.ledger_ids.lock().expect("ids lock").clone();
+        for chunk in ids.chunks(EVENTS_PER_BATCH_MAX) {
+            stored.extend(
+                client
+                    .lookup_transfers(chunk)
+                    .await
+                    .map_err(e)?
+                    .iter()
+                    .map(|t| StoredTransfer {
+                        transfer: LedgerTransfer {
+                            id: t.id,
+                            from: t.debit_account_id,
+                            to: t.credit_account_id,
+                            amount: t.amount,
+                            pending_id: t.pending_id,
+                            flags: t.flags.0,
+                            timeout_s: t.timeout,
+                        },
+                        timestamp: t.timestamp,
+                    }),
+            );
+        }
+        let ids = ctx.pending_ids.lock().expect("ids lock").clone();
+        for id in ids {
+            if let Some(status) = client.get_pending_status(id).await.map_err(e)? {
+                let status = match status {
+                    ledger_core::PendingStatus::Pending => "pending",
+                    ledger_core::PendingStatus::Posted => "posted",
+                    ledger_core::PendingStatus::Voided => "voided",
+                    ledger_core::PendingStatus::Expired => "expired",
+                };
+                pending.push(PendingState {
+                    id,
+                    status: status.into(),
+                });
+            }
+        }
+        closed = accounts
+            .iter()
+            .filter(|a| a.flags.contains(AccountFlags::CLOSED))
+            .map(|a| a.id)
+            .collect();
+    }
     let mut bets = Vec::new();
     let mut markets = Vec::new();
     if workload == "bets" {
         let ids = ctx.bet_ids.lock().expect("ids lock").clone();
         for chunk in ids.chunks(EVENTS_PER_BATCH_MAX) {
             for b in client.lookup_bets(chunk).await.map_err(e)? {
+                // A cash-out is a transfer house -> player of the amount paid, under an id
+                // derived from the bet's.
+                let cashed_out = if b.status == ledger_core::BetStatus::CashedOut {
+                    use ledger_core::bet::{bet_transfer_id, BetTransferKind};
+                    let id = bet_transfer_id(b.id, BetTransferKind::CashOut, 0);
+                    let found = client.lookup_transfers(&[id]).await.map_err(e)?;
+                    found.first().map(|t| t.amount).unwrap_or(0)
+                } else {
+                    0
+                };
                 bets.push(BetState {
                     id: b.id,
                     player: b.player_account_id,
@@ -665,6 +1111,7 @@ pub async fn final_read(
                     potential_payout: b.potential_payout,
                     status: bet_status(b.status),
                     settlement_id: b.settlement_id,
+                    cashed_out,
                 });
             }
         }
@@ -703,6 +1150,9 @@ pub async fn final_read(
         transfers,
         bets,
         markets,
+        stored,
+        pending,
+        closed,
     })
 }
 

@@ -1,18 +1,16 @@
-//! ledger-client: the async client of Ledger, the shared gRPC types, and the `ledgerctl` CLI.
+//! ledger-client: the async client of Ledger and the `ledgerctl` CLI.
 //!
 //! - [`LedgerClient`] (`client/`): leader routing, safe retries, automatic batching, typed
 //!   results. Start there.
-//! - [`proto`]: the generated gRPC types and services (`proto/*.proto`).
-//! - [`convert`]: ledger-core types to and from the wire types.
-//! - [`error_details`]: the standard `google.rpc.Status` details every error carries.
+//! - [`proto`], [`convert`], [`error_details`]: the wire types, from `ledger-wire` (shared with
+//!   the server), re-exported.
 //! - [`local_cluster`]: starts real `ledger-server` processes on loopback (`ledgerctl local`,
 //!   tests).
 
 pub mod client;
-pub mod convert;
-pub mod error_details;
 pub mod local_cluster;
-pub mod proto;
+
+pub use ledger_wire::{convert, error_details, proto};
 
 pub use client::{
     AuthChannel, BatchStats, ClientConfig, Credentials, Error, LedgerClient, WriteResult,

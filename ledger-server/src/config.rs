@@ -534,7 +534,7 @@ impl NodeConfig {
         let http_addr = args.http_addr.unwrap_or(default_http);
         let peer_addr = args.peer_addr.unwrap_or(default_peer);
         let init_members = if args.init || args.dev {
-            // This node's own addresses are filled in once its ports are bound (`node.rs`).
+            // This node's own addresses are filled in once its ports are bound (`startup.rs`).
             let mut members = vec![(node_id, String::new(), String::new())];
             for (id, addr, peer) in &args.peers {
                 if members.iter().any(|(m, _, _)| m == id) {

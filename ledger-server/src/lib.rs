@@ -11,8 +11,9 @@
 //!
 //! Before any of that, `security/` checks the caller: TLS, token and role, limits.
 //!
-//! `node.rs` wires these together; `error.rs` and `grpc/status.rs` hold the one mapping from
-//! errors to gRPC statuses; `metrics.rs` and `http.rs` are what operators watch.
+//! `startup.rs` wires these together into the `Node` of `node.rs`, which every handler holds;
+//! `error.rs` and `grpc/status.rs` hold the one mapping from errors to gRPC statuses;
+//! `metrics.rs` and `http.rs` are what operators watch.
 
 pub mod backup;
 pub mod clock;
@@ -28,4 +29,5 @@ pub mod negative_control;
 pub mod node;
 pub mod raft;
 pub mod security;
+pub mod startup;
 pub mod storage;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ledger_server::config::{Args, Command, LogFormat, NodeConfig, RestoreArgs};
-use ledger_server::{backup, node};
+use ledger_server::{backup, startup};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -50,8 +50,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let running = match node::bind(&config).await {
-        Ok(listeners) => node::start(config, listeners).await,
+    let running = match startup::bind(&config).await {
+        Ok(listeners) => startup::start(config, listeners).await,
         Err(e) => Err(e),
     };
     let running = match running {
@@ -82,7 +82,7 @@ async fn run_restore(r: &RestoreArgs) -> ExitCode {
         eprintln!("ledger-server: --node-id must be 1 or more");
         return ExitCode::from(2);
     }
-    if let Err(e) = node::claim_data_dir(&r.data_dir, &r.cluster, r.node_id) {
+    if let Err(e) = startup::claim_data_dir(&r.data_dir, &r.cluster, r.node_id) {
         eprintln!("ledger-server: {e}");
         return ExitCode::FAILURE;
     }

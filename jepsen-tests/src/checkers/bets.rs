@@ -14,9 +14,12 @@
 //!   player, market, selection and stake, and has `potential_payout = floor(stake * odds / 10000)`;
 //! - money, for each player account that no transfer of the history touches (only bets and its
 //!   initial funding): net = initial net + sum of `potential_payout - stake` over its won bets -
-//!   sum of stakes over its lost bets (void and open bets: 0), and `debits_pending` = initial +
-//!   the stakes of its open bets (the hold is a pending transfer). Players with a cashed-out
-//!   bet are skipped: the cash-out amount is not in the final read.
+//!   sum of stakes over its lost bets + sum of `cashed_out - stake` over its cashed-out bets
+//!   (the amount the house paid, read from the cash-out transfer; void and open bets: 0), and
+//!   `debits_pending` = initial + the stakes of its open bets (the hold is a pending transfer);
+//! - bet actions: a cash-out answered `applied` left its bet `cashed_out` for exactly its
+//!   amount, a void answered `applied` left its bet `void` by no settlement, and no bet has two
+//!   actions answered `applied` (an action is idempotent per bet: a repeat answers `exists`).
 //!
 //! In the history: no market has more than one acknowledged settlement id. `Op::Settle` carries
 //! no resettle flag, so the workload never resettles, and a second settlement of a settled
@@ -66,6 +69,15 @@ impl Checker for Bets {
             })
             .flatten()
             .collect();
+        let actions = applied_actions(history);
+        for (bet, applied) in &actions {
+            if applied.len() > 1 {
+                anomalies.push(format!(
+                    "bet {bet}: {} actions answered applied ({applied:?}): acted on more than once",
+                    applied.len()
+                ));
+            }
+        }
         let finals = views::final_reads(history);
         let mut figures = Figures::default();
         for read in &finals {
@@ -75,6 +87,7 @@ impl Checker for Bets {
                 bets: &bets,
                 settles: &settles,
                 transfer_accounts: &transfer_accounts,
+                actions: &actions,
             };
             node.check(&mut figures, &mut anomalies);
         }
@@ -89,10 +102,34 @@ impl Checker for Bets {
             "bets_checked": figures.bets,
             "settled_markets_checked": figures.settled_markets,
             "player_balances_checked": figures.players_checked,
-            "players_skipped_cashed_out": figures.players_cashed_out,
+            "players_with_cashed_out_bets": figures.players_cashed_out,
+            "bet_actions_applied": actions.values().map(Vec::len).sum::<usize>(),
             "players_skipped_touched_by_transfers": figures.players_with_transfers,
         }))
     }
+}
+
+/// The bet actions answered `applied`, per bet: (kind, amount) of each.
+fn applied_actions(history: &History) -> BTreeMap<u128, Vec<(String, u128)>> {
+    let mut applied: BTreeMap<u128, Vec<(String, u128)>> = BTreeMap::new();
+    for e in &history.events {
+        if let Op::BetAction {
+            bet,
+            kind,
+            amount,
+            result: Some(result),
+            ..
+        } = &e.op
+        {
+            if result == "applied" {
+                applied
+                    .entry(*bet)
+                    .or_default()
+                    .push((kind.clone(), *amount));
+            }
+        }
+    }
+    applied
 }
 
 /// Counts over all final reads.
@@ -147,6 +184,7 @@ struct Node<'a> {
     bets: &'a BTreeMap<u128, BetWrite>,
     settles: &'a BTreeMap<u128, SettleWrite>,
     transfer_accounts: &'a BTreeSet<u128>,
+    actions: &'a BTreeMap<u128, Vec<(String, u128)>>,
 }
 
 impl Node<'_> {
@@ -166,6 +204,7 @@ impl Node<'_> {
             figures.bets += 1;
             self.check_bet(bet, &markets, anomalies);
         }
+        self.check_actions(anomalies);
         self.check_players(figures, anomalies);
     }
 
@@ -317,6 +356,28 @@ impl Node<'_> {
         }
     }
 
+    fn check_actions(&self, anomalies: &mut Anomalies) {
+        for (id, applied) in self.actions {
+            let Some((kind, amount)) = applied.first() else {
+                continue;
+            };
+            let bet = self.read.bets.iter().find(|b| b.id == *id);
+            let as_applied = match (kind.as_str(), bet) {
+                ("cash_out", Some(b)) => b.status == "cashed_out" && b.cashed_out == *amount,
+                ("void", Some(b)) => b.status == "void" && b.settlement_id == 0,
+                _ => false,
+            };
+            if !as_applied {
+                anomalies.push(format!(
+                    "{}: bet {id}: {kind} of {amount} answered applied, the bet is {}",
+                    self.what(),
+                    bet.map(|b| format!("{} (cashed out for {})", b.status, b.cashed_out))
+                        .unwrap_or_else(|| "absent".into())
+                ));
+            }
+        }
+    }
+
     fn check_players(&self, figures: &mut Figures, anomalies: &mut Anomalies) {
         let mut by_player: BTreeMap<u128, Vec<&BetState>> = BTreeMap::new();
         for bet in self.read.bets {
@@ -329,7 +390,6 @@ impl Node<'_> {
             }
             if bets.iter().any(|b| b.status == "cashed_out") {
                 figures.players_cashed_out += 1;
-                continue;
             }
             let (Some(initial), Some(found)) = (
                 self.history.setup.initial.get(&player),
@@ -345,6 +405,7 @@ impl Node<'_> {
                 match bet.status.as_str() {
                     "won" => change += bet.potential_payout as i128 - stake,
                     "lost" => change -= stake,
+                    "cashed_out" => change += bet.cashed_out as i128 - stake,
                     "open" => held += bet.stake,
                     _ => {}
                 }
@@ -352,7 +413,7 @@ impl Node<'_> {
             let expected = initial.net() + change;
             if found.net() != expected {
                 anomalies.push(format!(
-                    "{}: player {player} net {}, expected {expected} = initial {} + {change} from {} bet(s) (won: payout - stake, lost: -stake)",
+                    "{}: player {player} net {}, expected {expected} = initial {} + {change} from {} bet(s) (won: payout - stake, lost: -stake, cashed out: amount - stake)",
                     self.what(),
                     found.net(),
                     initial.net(),
@@ -397,6 +458,7 @@ mod tests {
             potential_payout: stake * u128::from(odds) / ODDS_SCALE,
             status: "open".into(),
             settlement_id: 0,
+            cashed_out: 0,
         }
     }
 
@@ -435,6 +497,9 @@ mod tests {
             transfers: Vec::new(),
             bets,
             markets,
+            stored: Vec::new(),
+            pending: Vec::new(),
+            closed: Vec::new(),
         }
     }
 
@@ -570,7 +635,7 @@ mod tests {
         let verdict = Bets.check(&h.build());
         assert_eq!(
             verdict.anomalies,
-            ["node 1 (event 12): player 2 net 1000, expected 900 = initial 1000 + -100 from 2 bet(s) (won: payout - stake, lost: -stake)"]
+            ["node 1 (event 12): player 2 net 1000, expected 900 = initial 1000 + -100 from 2 bet(s) (won: payout - stake, lost: -stake, cashed out: amount - stake)"]
         );
     }
 
@@ -608,6 +673,79 @@ mod tests {
         assert_eq!(
             verdict.anomalies,
             ["node 1 (event 12): bet 53 potential_payout 61, expected floor(30 * 20000 / 10000) = 60"]
+        );
+    }
+
+    fn cash_out_op(bet: u128, amount: u128) -> Op {
+        Op::BetAction {
+            bet,
+            kind: "cash_out".into(),
+            amount,
+            attempt: 0,
+            result: None,
+        }
+    }
+
+    /// `betting`, then bet 53 (player 1, stake 30, market 8 open) cashed out for 45: player 1
+    /// nets 1150 - 30 + 45 and holds nothing, the house pays 45 and holds nothing.
+    fn cashed_out() -> (HistoryBuilder, Vec<BetState>, Vec<(u128, Balance)>) {
+        let (mut h, mut bets) = betting();
+        h.invoke_op(3, cash_out_op(53, 45));
+        h.info(3);
+        h.invoke_op(3, cash_out_op(53, 45));
+        h.ok(3, "applied");
+        bets[3].status = "cashed_out".into();
+        bets[3].cashed_out = 45;
+        let balances = vec![
+            (1, balance(1165)),
+            (2, balance(900)),
+            (HOUSE, balance(10_000 - 150 + 100 + 30 - 45)),
+        ];
+        (h, bets, balances)
+    }
+
+    #[test]
+    fn a_cashed_out_bet_counts_its_amount_in_the_players_money() {
+        let (mut h, bets, balances) = cashed_out();
+        h.harness_ok(final_read(1, &balances, bets, markets()));
+        let verdict = Bets.check(&h.build());
+        assert!(verdict.valid, "{verdict:?}");
+        assert_eq!(verdict.stats["player_balances_checked"], 2);
+        assert_eq!(verdict.stats["players_with_cashed_out_bets"], 1);
+        assert_eq!(verdict.stats["bet_actions_applied"], 1);
+    }
+
+    #[test]
+    fn a_cash_out_paid_twice_or_left_undone_is_flagged() {
+        // Paid twice: the player got 45 more than the bets say.
+        let (mut h, bets, mut balances) = cashed_out();
+        balances[0].1 = balance(1165 + 45);
+        h.harness_ok(final_read(1, &balances, bets, markets()));
+        let verdict = Bets.check(&h.build());
+        assert!(
+            verdict.anomalies[0].contains("player 1 net 1210, expected 1165"),
+            "{verdict:?}"
+        );
+
+        // Answered applied, yet the bet is still open at the end.
+        let (mut h, _, _) = cashed_out();
+        let (_, open_bets) = betting();
+        h.harness_ok(final_read(1, &settled_balances(), open_bets, markets()));
+        let verdict = Bets.check(&h.build());
+        assert_eq!(
+            verdict.anomalies,
+            ["node 1 (event 16): bet 53: cash_out of 45 answered applied, the bet is open (cashed out for 0)"]
+        );
+
+        // Applied twice, for different amounts.
+        let (mut h, bets, balances) = cashed_out();
+        h.invoke_op(4, cash_out_op(53, 20));
+        h.ok(4, "applied");
+        h.harness_ok(final_read(1, &balances, bets, markets()));
+        let verdict = Bets.check(&h.build());
+        assert!(
+            verdict.anomalies[0].starts_with("bet 53: 2 actions answered applied"),
+            "{verdict:?}"
         );
     }
 }

@@ -14,7 +14,8 @@
 //! The fold holds only when transfers are the only thing that moves the workload's money. In
 //! the bets workload, holds, payouts and compensations are transfers with derived ids that the
 //! final read does not list, so the fold is skipped there and the stats say so; the money of
-//! bets is checked by `bets`.
+//! bets is checked by `bets`. In the `ledger` workload, holds, posts and voids move pending
+//! and posted amounts apart, so the fold there is `ledger`'s, over every stored transfer.
 //!
 //! `info` operations: the fold uses the transfers the node lists, whatever their outcome in the
 //! history, so an unknown transfer counts exactly when the node says it applied it. Whether that
@@ -58,7 +59,7 @@ impl Checker for ExactlyOnce {
         }
 
         let finals = views::final_reads(history);
-        let fold = !views::has_bets(history);
+        let fold = !views::has_bets(history) && !views::has_ledger_writes(history);
         for read in &finals {
             check_listed_once(read, &transfers, &mut anomalies);
             if fold {

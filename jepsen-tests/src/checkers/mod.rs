@@ -6,9 +6,11 @@
 //! | `no_lost_writes` | `no_lost_writes.rs` | every acknowledged write survives; no failed write appears |
 //! | `exactly_once` | `exactly_once.rs` | no write is applied twice, whatever the retries |
 //! | `linearizable_reads` | `linearizable.rs` | balance reads are linearizable (WGL search per account) |
+//! | `consistent_cut` | `consistent_cut.rs` | each read of several balances shows one real-time-consistent set of transfers |
 //! | `convergence` | `convergence.rs` | replicas agree after healing, and the cluster takes writes |
 //! | `bets` | `bets.rs` | bet statuses follow their market's settlement; players' money follows their bets |
 //! | `hold_expiry` | `hold_expiry.rs` | no hold is found expired before its timeout by the harness's clock (the `clock` nemesis) |
+//! | `ledger` | `ledger.rs` | the `ledger` workload's holds, posts, voids, chains, balancing and closing transfers applied as the data model says, on every node |
 //! | `progress` | `progress.rs` | every `slow` window (a quorum still connected) has a successful operation |
 //!
 //! `views.rs` holds the readings of a history that several checkers share (the attempts of each
@@ -22,9 +24,11 @@ use crate::history::History;
 
 pub mod bets;
 pub mod conservation;
+pub mod consistent_cut;
 pub mod convergence;
 pub mod exactly_once;
 pub mod hold_expiry;
+pub mod ledger;
 pub mod linearizable;
 pub mod no_lost_writes;
 pub mod progress;
@@ -59,10 +63,12 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(no_lost_writes::NoLostWrites),
         Box::new(exactly_once::ExactlyOnce),
         Box::new(linearizable::LinearizableReads),
+        Box::new(consistent_cut::ConsistentCut::default()),
         Box::new(convergence::Convergence),
         Box::new(bets::Bets),
         Box::new(progress::Progress),
         Box::new(hold_expiry::HoldExpiry),
+        Box::new(ledger::LedgerModel),
     ]
 }
 
@@ -108,10 +114,12 @@ mod tests {
                 "no_lost_writes",
                 "exactly_once",
                 "linearizable_reads",
+                "consistent_cut",
                 "convergence",
                 "bets",
                 "progress",
-                "hold_expiry"
+                "hold_expiry",
+                "ledger"
             ]
         );
     }

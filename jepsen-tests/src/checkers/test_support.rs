@@ -1,8 +1,9 @@
-//! Builds hand-made histories for the checkers' tests. The clock advances 10 ns per event, so
+//! Builds histories for the checkers' tests: hand-made ones ([`HistoryBuilder`]) and simulated
+//! runs against a correct store ([`simulated_run`]). The clock advances 10 ns per event, so
 //! the order of the builder calls is the real-time order: two operations are concurrent
 //! exactly when one is invoked between the other's invocation and completion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::history::{Balance, BetState, History, Kind, Op, Process, Recorder};
 
@@ -37,6 +38,9 @@ pub fn final_read_op(node: u64, nets: &[(u128, i128)], transfers: &[u128]) -> Op
         transfers: transfers.to_vec(),
         bets: Vec::new(),
         markets: Vec::new(),
+        stored: Vec::new(),
+        pending: Vec::new(),
+        closed: Vec::new(),
     }
 }
 
@@ -84,6 +88,7 @@ pub fn bet_state(id: u128, player: u128, market: u128, selection: u64, stake: u1
         potential_payout: stake * 2,
         status: "open".into(),
         settlement_id: 0,
+        cashed_out: 0,
     }
 }
 
@@ -172,7 +177,8 @@ impl HistoryBuilder {
         match &mut op {
             Op::Transfer { result: r, .. }
             | Op::PlaceBet { result: r, .. }
-            | Op::Settle { result: r, .. } => *r = result.map(str::to_string),
+            | Op::Settle { result: r, .. }
+            | Op::BetAction { result: r, .. } => *r = result.map(str::to_string),
             _ => {}
         }
         self.push(Process::Client(client), kind, op, error);
@@ -265,4 +271,200 @@ impl HistoryBuilder {
     pub fn build(&self) -> History {
         self.recorder.history.clone()
     }
+}
+
+/// A deterministic generator for the simulated run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Simulates a run against a correct (linearizable) store: each operation takes effect
+/// at one point between its invocation and completion; a quarter of the transfers time
+/// out, and half of those took effect anyway.
+pub fn simulated_run(
+    seed: u64,
+    operations: usize,
+    accounts: u128,
+    max_amount: u64,
+    with_final_reads: bool,
+) -> History {
+    simulate(
+        seed,
+        operations,
+        accounts,
+        max_amount,
+        with_final_reads,
+        false,
+    )
+}
+
+/// [`simulated_run`] where, as in the idempotency workload, idle clients resubmit transfers
+/// that timed out (same id, next attempt) 50 to 250 operations later: a resubmission applies
+/// the transfer unless an earlier attempt did (`exists`), and may time out again.
+pub fn simulated_run_with_retries(
+    seed: u64,
+    operations: usize,
+    accounts: u128,
+    max_amount: u64,
+    with_final_reads: bool,
+) -> History {
+    simulate(
+        seed,
+        operations,
+        accounts,
+        max_amount,
+        with_final_reads,
+        true,
+    )
+}
+
+fn simulate(
+    seed: u64,
+    operations: usize,
+    accounts: u128,
+    max_amount: u64,
+    with_final_reads: bool,
+    retries: bool,
+) -> History {
+    const CLIENTS: u64 = 10;
+    let initial: Vec<(u128, i128)> = (1..=accounts).map(|a| (a, 1000)).collect();
+    let mut h = HistoryBuilder::new(&initial);
+    let mut rng = Lcg(seed);
+    let mut state: BTreeMap<u128, i128> = initial.iter().copied().collect();
+    let mut applied: BTreeSet<u128> = BTreeSet::new();
+    // Transfers that timed out, waiting to be resubmitted, in order; each with the operation
+    // count from which it is due.
+    let mut waiting: VecDeque<(usize, (u128, u128, u128, u128))> = VecDeque::new();
+    // Per client: None when idle, else (took effect yet, what it saw or did).
+    #[derive(Clone)]
+    enum Open {
+        Transfer {
+            id: u128,
+            from: u128,
+            to: u128,
+            amount: u128,
+            effect: bool,
+            fate: u64,
+            /// This attempt applied it.
+            created: bool,
+        },
+        Read {
+            seen: Option<Vec<(u128, i128)>>,
+        },
+    }
+    let mut open: Vec<Option<Open>> = vec![None; CLIENTS as usize];
+    let mut invoked = 0;
+    let mut next_id = 1u128;
+    while invoked < operations || open.iter().any(Option::is_some) {
+        let c = rng.below(CLIENTS) as usize;
+        match open[c].clone() {
+            None if invoked < operations => {
+                invoked += 1;
+                if waiting.front().is_some_and(|(due, _)| *due <= invoked) {
+                    let (_, (id, from, to, amount)) = waiting.pop_front().expect("waiting");
+                    h.invoke_transfer(c as u64, id, from, to, amount);
+                    open[c] = Some(Open::Transfer {
+                        id,
+                        from,
+                        to,
+                        amount,
+                        effect: false,
+                        fate: rng.below(8),
+                        created: false,
+                    });
+                } else if rng.below(4) == 0 {
+                    h.invoke_read(c as u64);
+                    open[c] = Some(Open::Read { seen: None });
+                } else {
+                    let from = rng.below(accounts as u64) as u128 + 1;
+                    let offset = rng.below(accounts as u64 - 1) as u128 + 1;
+                    let to = (from - 1 + offset) % accounts + 1;
+                    let amount = u128::from(rng.below(max_amount) + 1);
+                    let id = next_id;
+                    next_id += 1;
+                    h.invoke_transfer(c as u64, id, from, to, amount);
+                    // 0..=5: ok, 6: info applied, 7: info not applied.
+                    let fate = rng.below(8);
+                    open[c] = Some(Open::Transfer {
+                        id,
+                        from,
+                        to,
+                        amount,
+                        effect: false,
+                        fate,
+                        created: false,
+                    });
+                }
+            }
+            None => {}
+            Some(Open::Read { seen: None }) => {
+                open[c] = Some(Open::Read {
+                    seen: Some(state.iter().map(|(a, n)| (*a, *n)).collect()),
+                });
+            }
+            Some(Open::Read { seen: Some(nets) }) => {
+                h.ok_read(c as u64, &nets);
+                open[c] = None;
+            }
+            Some(Open::Transfer {
+                id,
+                from,
+                to,
+                amount,
+                effect: false,
+                fate,
+                ..
+            }) => {
+                // Applied at most once, whatever the attempts.
+                let created = fate != 7 && applied.insert(id);
+                if created {
+                    *state.get_mut(&from).expect("account") -= amount as i128;
+                    *state.get_mut(&to).expect("account") += amount as i128;
+                }
+                open[c] = Some(Open::Transfer {
+                    id,
+                    from,
+                    to,
+                    amount,
+                    effect: true,
+                    fate,
+                    created,
+                });
+            }
+            Some(Open::Transfer {
+                id,
+                from,
+                to,
+                amount,
+                fate,
+                created,
+                ..
+            }) => {
+                if fate >= 6 {
+                    h.info(c as u64);
+                    if retries {
+                        let due = invoked + 50 + rng.below(200) as usize;
+                        waiting.push_back((due, (id, from, to, amount)));
+                    }
+                } else {
+                    h.ok(c as u64, if created { "created" } else { "exists" });
+                }
+                open[c] = None;
+            }
+        }
+    }
+    if with_final_reads {
+        let nets: Vec<(u128, i128)> = state.into_iter().collect();
+        let applied: Vec<u128> = applied.into_iter().collect();
+        h.final_reads(&nets, &applied);
+    }
+    h.build()
 }

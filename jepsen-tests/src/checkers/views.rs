@@ -188,10 +188,20 @@ pub(crate) fn settles(history: &History) -> BTreeMap<u128, SettleWrite> {
 /// balances also move by bet operations, which are not transfers of the history.
 pub(crate) fn has_bets(history: &History) -> bool {
     history.events.iter().any(|e| match &e.op {
-        Op::PlaceBet { .. } | Op::Settle { .. } => true,
+        Op::PlaceBet { .. } | Op::Settle { .. } | Op::BetAction { .. } => true,
         Op::FinalRead { bets, markets, .. } => !bets.is_empty() || !markets.is_empty(),
         _ => false,
     })
+}
+
+/// Returns true when the run made `ledger` workload writes (holds, posts, voids, chains,
+/// balancing and closing transfers): then balances also move in ways a plain transfer's
+/// `+amount`/`-amount` does not describe (pending amounts, partial posts, expiries).
+pub(crate) fn has_ledger_writes(history: &History) -> bool {
+    history
+        .events
+        .iter()
+        .any(|e| matches!(e.op, Op::LedgerWrite { .. }))
 }
 
 /// One node's final read.
@@ -223,6 +233,7 @@ pub(crate) fn final_reads(history: &History) -> Vec<FinalRead<'_>> {
                 transfers,
                 bets,
                 markets,
+                ..
             } => Some(FinalRead {
                 event: e.index,
                 node: *node,

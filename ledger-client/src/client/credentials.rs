@@ -196,26 +196,11 @@ impl Interceptor for TokenInterceptor {
     }
 }
 
-/// The lowercase hex SHA-256 of a token: what a server's auth file holds instead of it.
-pub fn token_sha256(token: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use ledger_wire::token_sha256;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_hash_is_sha256() {
-        assert_eq!(
-            token_sha256("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
 
     #[test]
     fn scheme_follows_tls() {

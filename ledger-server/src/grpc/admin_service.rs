@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_client::proto::admin as pb;
-use ledger_client::proto::admin::admin_server::Admin;
 use ledger_core::{audit_link_at, check_invariants, read_meta, verify_audit};
+use ledger_wire::proto::admin as pb;
+use ledger_wire::proto::admin::admin_server::Admin;
 use rocksdb::ReadOptions;
 use tonic::{Request, Response, Status};
 

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_client::convert::{self, decode_all, FieldError};
-use ledger_client::proto::ledger as pb;
-use ledger_client::proto::ledger::ledger_server::Ledger;
-use ledger_client::proto::u128_of;
 use ledger_core::{
     query, AccountFilter, Command, CommandResults, EVENTS_PER_BATCH_MAX, QUERY_RESULTS_MAX,
 };
+use ledger_wire::convert::{self, decode_all, FieldError};
+use ledger_wire::proto::ledger as pb;
+use ledger_wire::proto::ledger::ledger_server::Ledger;
+use ledger_wire::proto::u128_of;
 use rocksdb::ReadOptions;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;

@@ -10,9 +10,9 @@ pub mod status;
 
 use std::sync::Arc;
 
-use ledger_client::proto::admin::admin_server::AdminServer;
-use ledger_client::proto::ledger::ledger_server::LedgerServer;
-use ledger_client::proto::raft::raft_server::RaftServer;
+use ledger_wire::proto::admin::admin_server::AdminServer;
+use ledger_wire::proto::ledger::ledger_server::LedgerServer;
+use ledger_wire::proto::raft::raft_server::RaftServer;
 use openraft::{Raft, RaftTypeConfig};
 use tonic::transport::server::Router;
 use tonic::transport::Server;

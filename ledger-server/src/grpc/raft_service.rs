@@ -23,8 +23,8 @@
 //! The request then goes to the local openraft core, and its `Result` (openraft's own errors
 //! included) goes back sealed with a crc32, the mirror of `raft/network.rs`.
 
-use ledger_client::proto::raft::raft_server::Raft as RaftRpc;
-use ledger_client::proto::raft::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest};
+use ledger_wire::proto::raft::raft_server::Raft as RaftRpc;
+use ledger_wire::proto::raft::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
 use openraft::{Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;

@@ -5,7 +5,7 @@
 //! `google.rpc.Status` with an `ErrorInfo` (reason = the word, `metadata["applied"]` = `no` or
 //! `unknown`, from the last column below) in its details: [`ErrorDetailsLayer`] adds it to
 //! every error status that starts with a word, whichever layer or service produced it
-//! (`ledger_client::error_details` has the format). `LEDGER_NOT_LEADER` also carries the
+//! (`ledger_wire::error_details` has the format). `LEDGER_NOT_LEADER` also carries the
 //! leader's id and address, in the `ErrorInfo` metadata and as a typed [`LeaderHint`] detail.
 //!
 //! | error | gRPC code | word | was the write applied? |
@@ -23,8 +23,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use ledger_client::error_details;
-use ledger_client::proto::ledger::LeaderHint;
+use ledger_wire::error_details;
+use ledger_wire::proto::ledger::LeaderHint;
 use tonic::codegen::http;
 use tonic::{Code, Status};
 

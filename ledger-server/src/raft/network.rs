@@ -33,8 +33,8 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ledger_client::proto::raft::raft_client::RaftClient;
-use ledger_client::proto::raft::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest};
+use ledger_wire::proto::raft::raft_client::RaftClient;
+use ledger_wire::proto::raft::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest};
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
     Unreachable,

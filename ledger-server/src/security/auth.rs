@@ -183,7 +183,7 @@ pub struct AuthFile {
     pub tokens: Vec<TokenEntry>,
 }
 
-pub use ledger_client::client::token_sha256;
+pub use ledger_wire::token_sha256;
 
 /// Checks tokens against the auth file.
 #[derive(Debug)]
@@ -442,9 +442,9 @@ mod tests {
     #[test]
     fn every_method_of_every_service_is_in_the_role_table() {
         let protos = [
-            include_str!("../../../ledger-client/proto/ledger.proto"),
-            include_str!("../../../ledger-client/proto/admin.proto"),
-            include_str!("../../../ledger-client/proto/raft.proto"),
+            include_str!("../../../ledger-wire/proto/ledger.proto"),
+            include_str!("../../../ledger-wire/proto/admin.proto"),
+            include_str!("../../../ledger-wire/proto/raft.proto"),
         ];
         let declared: Vec<(String, String)> =
             protos.iter().flat_map(|p| proto_methods(p)).collect();

@@ -362,7 +362,7 @@ where
 }
 
 /// Open connections per remote IP address on a port, bounded: a connection past the bound is
-/// closed as soon as it is accepted (`node.rs` filters the peer port's accepted connections).
+/// closed as soon as it is accepted (`startup.rs` filters the peer port's accepted connections).
 #[derive(Debug)]
 pub struct ConnectionSlots {
     per_address: usize,
