@@ -87,19 +87,16 @@ fn hex_bytes(bytes: &[u8]) -> String {
 }
 
 /// Writes a backup of the node's current state to `out` (through a temporary snapshot file in
-/// `work_dir`).
+/// `work_dir`, named after `nanos`, the wall clock at the request).
 pub fn write_backup(
     db: &DB,
     cluster: &str,
     node_id: u64,
     work_dir: &Path,
     out: &Path,
+    nanos: u64,
 ) -> Result<BackupHeader, BackupError> {
     std::fs::create_dir_all(work_dir).map_err(io(work_dir))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
     let snapshot = work_dir.join(format!("backup-{nanos}.snap"));
     let written = write_snapshot_file(db, &snapshot, format!("backup-{nanos}"))
         .map_err(|e| BackupError::Storage(e.to_string()));
@@ -238,8 +235,9 @@ pub async fn restore(
     // The restored node is a new incarnation: a member of no cluster until it founds its own.
     let mut log: LogStore<TypeConfig> =
         LogStore::new(db.clone()).map_err(|e| BackupError::Storage(e.to_string()))?;
+    // An offline command: the machine's randomness.
     let incarnation = log
-        .incarnation()
+        .incarnation(&crate::env::SystemEnv)
         .map_err(|e| BackupError::Storage(e.to_string()))?;
     let nodes: BTreeMap<u64, LedgerNode> = [(
         node_id,

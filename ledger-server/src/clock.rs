@@ -38,8 +38,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +54,8 @@ use prometheus_client::metrics::gauge::Gauge;
 pub const CLOCK_TOLERANCE_MS: u64 = 250;
 /// A sample older than this counts for nothing: the clocks may have moved since.
 pub const SAMPLE_MAX_AGE_MS: u64 = 5_000;
+
+use crate::env::{Env, SystemEnv};
 
 const NANOS_PER_MS: i64 = 1_000_000;
 
@@ -95,6 +100,8 @@ pub struct Unsynchronized {
 /// This node's wall clock and what it knows of its peers'.
 #[derive(Debug)]
 pub struct Clock {
+    /// Where the wall clock is read (`env.rs`).
+    env: Arc<dyn Env>,
     /// Added to the system clock: 0 except in tests (`--clock-offset-ms`).
     shift_ns: AtomicI64,
     /// The start of the monotonic clock the samples are kept against.
@@ -105,13 +112,14 @@ pub struct Clock {
 
 impl Default for Clock {
     fn default() -> Self {
-        Self::new(ClockMetrics::default())
+        Self::new(ClockMetrics::default(), Arc::new(SystemEnv))
     }
 }
 
 impl Clock {
-    pub fn new(metrics: ClockMetrics) -> Self {
+    pub fn new(metrics: ClockMetrics, env: Arc<dyn Env>) -> Self {
         Self {
+            env,
             shift_ns: AtomicI64::new(0),
             origin: Instant::now(),
             samples: Mutex::new(HashMap::new()),
@@ -136,10 +144,7 @@ impl Clock {
 
     /// This node's wall clock, nanoseconds since the Unix epoch.
     pub fn now_ns(&self) -> u64 {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let system = self.env.wall_clock_ns().min(i64::MAX as u64) as i64;
         let shift = self.shift_ns.load(std::sync::atomic::Ordering::Relaxed);
         system.saturating_add(shift).max(0) as u64
     }

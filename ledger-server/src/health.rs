@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// How long a refused call for another incarnation keeps the node reported unhealthy.
 const NOT_THE_MEMBER_REPORTED_MS: u64 = 5_000;

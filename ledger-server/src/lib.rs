@@ -18,6 +18,7 @@
 pub mod backup;
 pub mod clock;
 pub mod config;
+pub mod env;
 pub mod error;
 pub mod group_commit;
 pub mod grpc;

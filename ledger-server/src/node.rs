@@ -24,6 +24,8 @@ pub struct Node {
     pub raft: Raft,
     /// This node's incarnation (`raft/identity.rs`).
     pub incarnation: u64,
+    /// Where wall-clock time and randomness come from (`env.rs`).
+    pub env: Arc<dyn crate::env::Env>,
     /// This node's wall clock and its peers' offsets (`clock.rs`).
     pub clock: Arc<crate::clock::Clock>,
     /// Calls to the peers outside Raft (`Identify`), on Raft's channels.

@@ -210,6 +210,15 @@ pub async fn bind(config: &NodeConfig) -> Result<Listeners, StartError> {
 
 /// Starts a node on already bound listeners.
 pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNode, StartError> {
+    start_with_env(config, listeners, Arc::new(crate::env::SystemEnv)).await
+}
+
+/// [`start`] with the wall clock and randomness of `env` (tests and the simulator).
+pub async fn start_with_env(
+    config: NodeConfig,
+    listeners: Listeners,
+    env: Arc<dyn crate::env::Env>,
+) -> Result<RunningNode, StartError> {
     let Listeners {
         grpc: grpc_listener,
         peer: peer_listener,
@@ -256,6 +265,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             .transpose()
             .map_err(StartError::Security)?
             .map(Arc::new),
+        env: env.clone(),
     };
     let peer_secret = config
         .peer_secret_file
@@ -292,7 +302,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         ))
     })?;
     let incarnation = log_store
-        .incarnation()
+        .incarnation(env.as_ref())
         .map_err(|e| StartError::Storage(e.to_string()))?;
     tracing::info!(entries, incarnation = %format!("{incarnation:016x}"), "raft log verified");
     let health = Arc::new(Health::new(
@@ -323,7 +333,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     }
     .validate()
     .map_err(|e| StartError::Raft(e.to_string()))?;
-    let clock = Arc::new(crate::clock::Clock::new(metrics.clock.clone()));
+    let clock = Arc::new(crate::clock::Clock::new(metrics.clock.clone(), env.clone()));
     #[cfg(feature = "fault-injection")]
     clock.shift(config.clock_offset_ms);
     let network = NetworkFactory::new(config.cluster.clone(), config.node_id)
@@ -395,6 +405,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         advertise_peer_addr,
         raft,
         incarnation,
+        env,
         clock,
         peers: network,
         db,

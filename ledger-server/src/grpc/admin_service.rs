@@ -106,10 +106,7 @@ impl Admin for AdminService {
     ) -> Result<Response<Self::BackupStream>, Status> {
         let node = self.node.clone();
         let work_dir = node.config.data_dir.join("backups");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = node.env.wall_clock_ns();
         let path = work_dir.join(format!("backup-{nanos}.lbk"));
         let file = path.clone();
         let header = tokio::task::spawn_blocking(move || {
@@ -119,6 +116,7 @@ impl Admin for AdminService {
                 node.config.node_id,
                 &work_dir,
                 &file,
+                nanos,
             )
         })
         .await

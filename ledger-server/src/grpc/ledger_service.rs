@@ -44,7 +44,7 @@ impl LedgerService {
         request_id: String,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let request_id = if request_id.is_empty() {
-            format!("{:016x}", rand::random::<u64>())
+            format!("{:016x}", self.node.env.random_u64())
         } else {
             request_id.chars().take(REQUEST_ID_CHARS_MAX).collect()
         };

@@ -21,7 +21,9 @@
 //!   first node that lost its disk cannot found a second cluster over the first.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::raft::network::NetworkFactory;
 use crate::raft::types::{LedgerNode, TypeConfig};

@@ -524,12 +524,12 @@ where
     /// Returns this database's incarnation, drawing a random one (never 0) and storing it
     /// (fsynced) the first time: a database created empty, because the node is new or because
     /// its disk was lost, always has a new one. See `raft/identity.rs`.
-    pub fn incarnation(&self) -> Result<u64, LogStoreError> {
+    pub fn incarnation(&self, env: &dyn crate::env::Env) -> Result<u64, LogStoreError> {
         if let Some(incarnation) = self.read_meta::<u64>(INCARNATION_KEY)? {
             return Ok(incarnation);
         }
         let incarnation = loop {
-            let drawn: u64 = rand::random();
+            let drawn = env.random_u64();
             if drawn != 0 {
                 break drawn;
             }

@@ -1,11 +1,15 @@
 //! Raft: the entry format (`types.rs`), the durable log (`log_store.rs`), the state machine
 //! adapter (`state_machine.rs`), how it installs a snapshot (`snapshot_install.rs`), the
-//! network to the other nodes (`network.rs`), which copy of each node's data the cluster
-//! counts on (`identity.rs`), and the thread that fsyncs the log (`wal_sync.rs`).
+//! network to the other nodes (`network.rs`, over gRPC or, in the simulator and in-process
+//! tests, `in_process.rs`), which copy of each node's data the cluster
+//! counts on (`identity.rs`), the thread that fsyncs the log (`wal_sync.rs`), and openraft's
+//! runtime with a generator the simulator can seed (`runtime.rs`).
 
 pub mod identity;
+pub mod in_process;
 pub mod log_store;
 pub mod network;
+pub mod runtime;
 pub mod snapshot_install;
 pub mod state_machine;
 pub mod types;

@@ -25,6 +25,10 @@
 //! chunks (`Config::snapshot_max_chunk_size`), each one sealed like any request. While a chunk
 //! is unanswered, the connection sends the follower its leader's heartbeats itself
 //! ([`PeerConnection::heartbeats`]).
+//!
+//! In the simulator and in-process tests the same connections run over an
+//! [`InProcessNet`](super::in_process::InProcessNet) instead of gRPC
+//! ([`NetworkFactory::with_in_process`]): the envelopes, checks and error mapping are these.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -51,6 +55,7 @@ use serde::Serialize;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::in_process::InProcessNet;
 use crate::clock::Clock;
 use crate::config::HEARTBEAT_INTERVAL_MS;
 
@@ -185,6 +190,8 @@ pub struct NetworkFactory<C> {
     tls: Option<Arc<ClientTlsConfig>>,
     /// The cluster's peer secret, sent with every call (`security/peer.rs`).
     secret: Option<MetadataValue<Ascii>>,
+    /// Peers reached in this process instead of over gRPC (simulator, tests).
+    in_process: Option<Arc<InProcessNet>>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -200,6 +207,7 @@ impl<C> Clone for NetworkFactory<C> {
             routes: self.routes.clone(),
             tls: self.tls.clone(),
             secret: self.secret.clone(),
+            in_process: self.in_process.clone(),
             _config: PhantomData,
         }
     }
@@ -228,8 +236,15 @@ impl<C> NetworkFactory<C> {
             routes: Arc::new(HashMap::new()),
             tls: None,
             secret: None,
+            in_process: None,
             _config: PhantomData,
         }
+    }
+
+    /// Reaches every peer through `net`, in this process, instead of over gRPC.
+    pub fn with_in_process(mut self, net: Arc<InProcessNet>) -> Self {
+        self.in_process = Some(net);
+        self
     }
 
     /// Learns the peers' clocks into `clock` from every reply.
@@ -264,9 +279,6 @@ impl<C> NetworkFactory<C> {
             .map(String::as_str)
             .unwrap_or(addr)
             .to_string();
-        let channel = self
-            .channel(target, &addr)
-            .map_err(|e| format!("bad peer address '{addr}' of node {target}: {e}"))?;
         let mut request = call_with(
             IdentifyRequest {
                 cluster_name: self.cluster_name.clone(),
@@ -275,7 +287,10 @@ impl<C> NetworkFactory<C> {
             self.secret.as_ref(),
         );
         request.set_timeout(timeout);
-        let reply = tokio::time::timeout(timeout, RaftClient::new(channel).identify(request))
+        let mut client = self
+            .peer_client(target, &addr)
+            .map_err(|e| format!("bad peer address '{addr}' of node {target}: {e}"))?;
+        let reply = tokio::time::timeout(timeout, client.identify(request, timeout))
             .await
             .map_err(|_| format!("node {target} at {addr} did not answer within {timeout:?}"))?
             .map_err(|status| format!("node {target} at {addr}: {}", status.message()))?
@@ -331,6 +346,27 @@ impl<C> NetworkFactory<C> {
         Ok(channel)
     }
 
+    /// The client of `target`: in this process, or on the cached channel to `addr`.
+    fn peer_client(
+        &self,
+        target: NodeId,
+        addr: &str,
+    ) -> Result<PeerClient, tonic::transport::Error> {
+        if let Some(net) = &self.in_process {
+            return Ok(PeerClient::InProcess {
+                net: net.clone(),
+                from: self.node_id,
+                to: target,
+            });
+        }
+        let channel = self.channel(target, addr)?;
+        Ok(PeerClient::Grpc(
+            RaftClient::new(channel)
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
+        ))
+    }
+
     fn lock_channels(&self) -> std::sync::MutexGuard<'_, ChannelCache> {
         // The cache is only read and inserted into under the lock, never left half-updated, so
         // a panic elsewhere while it was held does not make it unusable.
@@ -355,12 +391,7 @@ where
             .unwrap_or(node.peer_addr())
             .to_string();
         let client = self
-            .channel(target, &addr)
-            .map(|channel| {
-                RaftClient::new(channel)
-                    .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-            })
+            .peer_client(target, &addr)
             .map_err(|e| format!("bad address '{addr}' of node {target}: {e}"));
         PeerConnection {
             cluster_name: self.cluster_name.clone(),
@@ -387,9 +418,56 @@ pub struct PeerConnection<C: RaftTypeConfig> {
     target: NodeId,
     target_node: C::Node,
     /// The client on the shared channel, or why the peer's address is unusable.
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<PeerClient, String>,
     secret: Option<MetadataValue<Ascii>>,
     _config: PhantomData<fn() -> C>,
+}
+
+/// How a connection reaches its peer: gRPC on the peer's channel, or the peer's service in
+/// this process.
+#[derive(Clone)]
+enum PeerClient {
+    Grpc(RaftClient<Channel>),
+    InProcess {
+        net: Arc<InProcessNet>,
+        from: NodeId,
+        to: NodeId,
+    },
+}
+
+impl PeerClient {
+    /// Sends `request` as `action`; the deadline is `timeout` (over gRPC it also travels in
+    /// the request's `grpc-timeout` header).
+    async fn call(
+        &mut self,
+        action: RPCTypes,
+        request: tonic::Request<RaftRequest>,
+        timeout: Duration,
+    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+        match self {
+            PeerClient::Grpc(client) => match action {
+                RPCTypes::AppendEntries => client.append_entries(request).await,
+                RPCTypes::Vote => client.vote(request).await,
+                RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
+            },
+            PeerClient::InProcess { net, from, to } => {
+                net.call(*from, *to, action, request, timeout).await
+            }
+        }
+    }
+    /// Asks the peer who it is.
+    async fn identify(
+        &mut self,
+        request: tonic::Request<IdentifyRequest>,
+        timeout: Duration,
+    ) -> Result<tonic::Response<IdentifyReply>, tonic::Status> {
+        match self {
+            PeerClient::Grpc(client) => client.identify(request).await,
+            PeerClient::InProcess { net, from, to } => {
+                net.identify(*from, *to, request, timeout).await
+            }
+        }
+    }
 }
 
 type RpcResult<C, Resp, E> =
@@ -453,12 +531,8 @@ where
         // The deadline travels in the grpc-timeout header: tonic enforces it on this side and
         // the receiver drops the work when it expires.
         request.set_timeout(option.hard_ttl());
-        let started = std::time::Instant::now();
-        let reply = match action {
-            RPCTypes::AppendEntries => client.append_entries(request).await,
-            RPCTypes::Vote => client.vote(request).await,
-            RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
-        };
+        let started = tokio::time::Instant::now();
+        let reply = client.call(action, request, option.hard_ttl()).await;
         let reply: RaftReply = match reply {
             Ok(reply) => reply.into_inner(),
             Err(status) => return Err(self.status_to_rpc_error(action, status, option)),
@@ -524,7 +598,8 @@ where
                 if let Some(mut client) = client.clone() {
                     let mut request = call(heartbeat.clone(), secret.as_ref());
                     request.set_timeout(period);
-                    if let Err(status) = client.append_entries(request).await {
+                    if let Err(status) = client.call(RPCTypes::AppendEntries, request, period).await
+                    {
                         tracing::debug!(%status, "heartbeat beside a snapshot chunk failed");
                     }
                 }

@@ -82,7 +82,7 @@ openraft::declare_raft_types!(
         Node = LedgerNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = tokio::fs::File,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = crate::raft::runtime::LedgerRuntime,
 );
 
 pub type NodeId = u64;

@@ -230,16 +230,16 @@ impl Authenticator {
         Ok(Self { tokens })
     }
 
-    /// Checks the credentials of a call that needs `role`; on success returns the token name.
-    pub fn check(&self, headers: &http::HeaderMap, role: Role) -> Result<&str, Refusal> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.check_at(headers, role, now)
+    /// [`Self::check_at`] by the machine's clock.
+    #[cfg(test)]
+    fn check(&self, headers: &http::HeaderMap, role: Role) -> Result<&str, Refusal> {
+        use crate::env::Env;
+        self.check_at(headers, role, crate::env::SystemEnv.wall_clock_secs())
     }
 
-    /// [`Self::check`] at `now_unix` seconds since the Unix epoch.
+    /// Checks the credentials of a call that needs `role` at `now_unix` seconds since the Unix
+    /// epoch (the node's wall clock, `env.rs`, which judges expiry); on success returns the
+    /// token name.
     pub fn check_at(
         &self,
         headers: &http::HeaderMap,
@@ -312,10 +312,22 @@ impl Refusal {
 
 /// The policy that enforces [`required`] in front of the client port's services (as a tower
 /// layer: `GateLayer<AuthPolicy>`, see `security/mod.rs`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AuthPolicy {
     /// `None`: client calls are not checked (loopback, or `--insecure`; see `config.rs`).
     pub tokens: Option<Arc<Authenticator>>,
+    /// The wall clock token expiry is judged by (`env.rs`).
+    pub env: Arc<dyn crate::env::Env>,
+}
+
+/// No tokens (client calls not checked), on the machine's clock.
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            tokens: None,
+            env: Arc::new(crate::env::SystemEnv),
+        }
+    }
 }
 
 impl AuthPolicy {
@@ -325,7 +337,9 @@ impl AuthPolicy {
             Caller::Peer => Err(Refusal::PeerCallOnClientPort),
             Caller::Client(role) => match &self.tokens {
                 None => Ok(()),
-                Some(tokens) => tokens.check(request.headers(), role).map(|_| ()),
+                Some(tokens) => tokens
+                    .check_at(request.headers(), role, self.env.wall_clock_secs())
+                    .map(|_| ()),
             },
         }
     }

@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use tonic::codegen::http;
