@@ -511,8 +511,8 @@ async fn a_partitioned_leader_cannot_commit_the_majority_can_and_replicas_conver
 /// a snapshot, does neither; before proposals had a deadline they held the group committer's
 /// slots for good, and the node, leader again, took no write (harness `partition`, seed 1).
 ///
-/// Known open bug: with the proposal deadline this still fails in about half the runs (2 of 3
-/// here, and once in CI): the node leads again, applies its own blank entry, and then no write
+/// Known open bug: with the proposal deadline this still fails often (4 of 6 runs here, and
+/// once in CI): the node leads again, applies its own blank entry, and then no write
 /// reaches its Raft log for 30 s while every request times out in the group committer. Not
 /// run by `./scripts/test` until that is found; run it with `--ignored` (docs/testing.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
