@@ -193,6 +193,17 @@ async fn drive(
         );
         workers.push(tokio::spawn(worker.run(ctx.clone(), until)));
     }
+    if matches!(options.workload.as_str(), "bank" | "idempotency") {
+        for (node, endpoint) in endpoints.iter().enumerate() {
+            workers.push(tokio::spawn(workload::node_reader(
+                ctx.clone(),
+                endpoint.clone(),
+                node,
+                workload::workload_accounts(&options.workload),
+                until,
+            )));
+        }
+    }
     if options.nemesis == "clock" {
         let client = workload::client_for(&endpoints, 0).await?;
         workers.push(tokio::spawn(workload::hold_prober(

@@ -344,6 +344,33 @@ pub async fn hold_prober(ctx: Arc<Ctx>, client: LedgerClient, seed: u64, until: 
     }
 }
 
+/// The first process id of the per-node readers, far above any worker's.
+pub const NODE_READER_PROCESS_BASE: u64 = 1 << 40;
+
+/// Reads every account with a linearizable read sent to one node only, every 100 ms, through
+/// a fresh client each time (so that a redirect to the leader is not remembered). A follower
+/// must refuse the read or send it to the leader; a follower or a deposed leader that answers
+/// from its own state is caught by the read checkers. Workers route reads to the leader they
+/// know, so without these readers a stale answer needs a client to be stuck on the node that
+/// gives it.
+pub async fn node_reader(
+    ctx: Arc<Ctx>,
+    endpoint: String,
+    node: usize,
+    ids: Vec<u128>,
+    until: Instant,
+) {
+    let mut process = NODE_READER_PROCESS_BASE + (node as u64) * (1 << 20);
+    while Instant::now() < until {
+        if let Ok(client) = client_for(std::slice::from_ref(&endpoint), 0).await {
+            if read_all(&ctx, &client, process, &ids).await == Kind::Info {
+                process += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// How a post of a hold ended: `ok` with the result when the cluster answered (created or
 /// expired are both answers), otherwise as any operation.
 fn posted(outcome: &Result<String, Error>) -> (Kind, Option<String>, Option<String>) {

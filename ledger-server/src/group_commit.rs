@@ -148,10 +148,10 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
     }
     let count = replies.len();
     // Cluster time, bounded by a quorum of clocks; refused (nothing proposed) without one.
-    let timestamp = {
+    let (timestamp, term) = {
         let metrics = raft.metrics().borrow().clone();
         let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
-        clock.cluster_time(metrics.id, voters)
+        (clock.cluster_time(metrics.id, voters), metrics.current_term)
     };
     let timestamp = match timestamp {
         Ok(timestamp) => timestamp,
@@ -178,20 +178,23 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
             return;
         }
     };
-    // Bounded: openraft 0.9 keeps a proposal's responder by log index and answers it only when
-    // that index is applied here or truncated. A leader cut off with proposals in flight, which
-    // then catches up by installing a snapshot, does neither, and the proposal would hold its
-    // slot for good: once all slots were held, a node that led again took no write at all
-    // (found by the harness: `partition`, seed 1, every write refused for 90 s after healing).
-    // The callers' own deadline is no longer than this, so they have been told already.
-    let written = tokio::time::timeout(
-        Duration::from_millis(crate::config::WRITE_TIMEOUT_MS * 1000),
-        raft.client_write(request),
-    )
-    .await;
-    let Ok(written) = written else {
+    // Bounded twice. openraft 0.9 keeps a proposal's responder by log index and answers it
+    // only when that index is applied here or truncated. A leader cut off with proposals in
+    // flight, which then catches up by installing a snapshot, does neither, and the proposal
+    // would hold its slot for good: once all slots were held, a node that led again took no
+    // write at all (found by the harness: `partition`, seed 1, every write refused after
+    // healing; `tests/faults.rs`, the cut-off leader). So a proposal is given up, its outcome
+    // unknown, as soon as the term it was proposed in ends (the entry may still be committed
+    // by a later leader, or be dropped) and at the latest after the write deadline. The
+    // callers' own deadline is no longer than that one, so they have been told already.
+    let written = tokio::select! {
+        written = raft.client_write(request) => Some(written),
+        () = tokio::time::sleep(Duration::from_millis(crate::config::WRITE_TIMEOUT_MS)) => None,
+        () = term_ended(raft.metrics(), term) => None,
+    };
+    let Some(written) = written else {
         let error = NodeError::OutcomeUnknown(format!(
-            "not committed within {} ms",
+            "not committed in term {term} within {} ms",
             crate::config::WRITE_TIMEOUT_MS
         ));
         for reply in replies {
@@ -217,6 +220,23 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
             for reply in replies {
                 let _ = reply.send(Err(error.clone()));
             }
+        }
+    }
+}
+
+/// Returns once the node's term is past `term` (never, when the node stops reporting).
+async fn term_ended(
+    mut metrics: tokio::sync::watch::Receiver<
+        openraft::RaftMetrics<u64, crate::raft::types::LedgerNode>,
+    >,
+    term: u64,
+) {
+    loop {
+        if metrics.borrow_and_update().current_term > term {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

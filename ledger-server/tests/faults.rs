@@ -508,15 +508,10 @@ async fn a_partitioned_leader_cannot_commit_the_majority_can_and_replicas_conver
 
 /// openraft 0.9 answers a proposal only when its log index is applied or truncated on the node
 /// that made it. A leader cut off with proposals in flight, which then catches up by installing
-/// a snapshot, does neither; before proposals had a deadline they held the group committer's
-/// slots for good, and the node, leader again, took no write (harness `partition`, seed 1).
-///
-/// Known open bug: with the proposal deadline this still fails often (4 of 6 runs here, and
-/// once in CI): the node leads again, applies its own blank entry, and then no write
-/// reaches its Raft log for 30 s while every request times out in the group committer. Not
-/// run by `./scripts/test` until that is found; run it with `--ignored` (docs/testing.md).
+/// a snapshot, does neither; the proposals held the group committer's slots for good, and the
+/// node, leader again, took no write (harness `partition`, seed 1). A proposal is now given up
+/// when its term ends (`group_commit.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug: the stall is only partly fixed (docs/testing.md, the partition stall)"]
 async fn a_leader_cut_off_mid_write_that_catches_up_by_snapshot_takes_writes_when_it_leads_again() {
     let mut h = Harness::start(3, &["--fault-injection", "--snapshot-logs", "20"]);
     let leader = h.leader().await;

@@ -40,7 +40,12 @@ impl Harness {
 
     /// [`Harness::start`] with every option of the processes (their environment, say).
     pub fn start_options(nodes: u64, options: NodeOptions) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        // LEDGER_TEST_KEEP=1 keeps every cluster's folder (data and node logs) after the test.
+        if std::env::var_os("LEDGER_TEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster folder kept: {}", dir.path().display());
+        }
         let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ledger-server"));
         let cluster =
             LocalCluster::start(&binary, dir.path(), nodes, options).expect("cluster starts");
