@@ -259,7 +259,11 @@ async fn drive(
 
     // Heal, settle what is unknown, prove the cluster takes writes, then read every node.
     let deadline = Instant::now() + SETTLE_TIMEOUT;
-    cluster.heal().await?;
+    // A cluster that cannot be healed (no leader: every node crashes on the same entry, say)
+    // is a finding, not a harness failure: the probe write then fails and `convergence` says so.
+    if let Err(e) = cluster.heal().await {
+        log.push(format!("heal failed: {e}"));
+    }
     let client = workload::client_for(&endpoints, 0).await?;
     workload::settle_unknowns(&ctx, &client, u64::MAX >> 1, deadline).await;
     workload::probe_write(&ctx, &client, deadline).await;

@@ -35,7 +35,7 @@ pub struct AuditReport {
 
 /// Checks the audit chain link by link and against [`Meta`] and the state; returns what it
 /// saw, or the first mismatch, naming the log index and what differs.
-pub fn verify_audit(store: &impl Store) -> Result<AuditReport, String> {
+pub fn verify_audit(store: &(impl Store + ?Sized)) -> Result<AuditReport, String> {
     let meta = read_meta(store);
     let mut walk = ChainWalk {
         report: AuditReport {
@@ -118,7 +118,7 @@ pub fn verify_audit(store: &impl Store) -> Result<AuditReport, String> {
 /// Returns the log index and link of the audit record at the greatest index not above
 /// `index`: the head of the audit chain as it stood once that entry was applied. None when no
 /// entry at or below `index` was applied.
-pub fn audit_link_at(store: &impl Store, index: u64) -> Option<(u64, [u8; 32])> {
+pub fn audit_link_at(store: &(impl Store + ?Sized), index: u64) -> Option<(u64, [u8; 32])> {
     // The scan's end bound is exclusive, so the greatest possible index is read on its own.
     let at_max = if index == u64::MAX {
         store

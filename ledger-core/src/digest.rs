@@ -55,7 +55,7 @@ pub const fn in_digest(table: Table) -> bool {
 }
 
 /// Recomputes the digest of every record in the store.
-pub fn full_digest(store: &impl Store) -> u128 {
+pub fn full_digest(store: &(impl Store + ?Sized)) -> u128 {
     let mut hasher = RecordHasher::default();
     let mut digest = 0u128;
     for table in Table::ALL {

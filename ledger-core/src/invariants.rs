@@ -32,7 +32,7 @@ pub struct InvariantReport {
 }
 
 /// Checks every invariant; returns what it saw, or every violation found.
-pub fn check_invariants(store: &impl Store) -> Result<InvariantReport, Vec<String>> {
+pub fn check_invariants(store: &(impl Store + ?Sized)) -> Result<InvariantReport, Vec<String>> {
     let mut violations = Vec::new();
     let mut report = InvariantReport::default();
 

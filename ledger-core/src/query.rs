@@ -75,35 +75,35 @@ pub struct AccountBalance {
 }
 
 /// Returns the accounts that exist among `ids`, in the order asked.
-pub fn lookup_accounts(store: &impl Store, ids: &[u128]) -> Vec<Account> {
+pub fn lookup_accounts(store: &(impl Store + ?Sized), ids: &[u128]) -> Vec<Account> {
     lookup(store, ids, Key::Account, |v| match v {
         Value::Account(a) => Some(a),
         _ => None,
     })
 }
 
-pub fn lookup_transfers(store: &impl Store, ids: &[u128]) -> Vec<Transfer> {
+pub fn lookup_transfers(store: &(impl Store + ?Sized), ids: &[u128]) -> Vec<Transfer> {
     lookup(store, ids, Key::Transfer, |v| match v {
         Value::Transfer(t) => Some(t),
         _ => None,
     })
 }
 
-pub fn lookup_markets(store: &impl Store, ids: &[u128]) -> Vec<Market> {
+pub fn lookup_markets(store: &(impl Store + ?Sized), ids: &[u128]) -> Vec<Market> {
     lookup(store, ids, Key::Market, |v| match v {
         Value::Market(m) => Some(m),
         _ => None,
     })
 }
 
-pub fn lookup_bets(store: &impl Store, ids: &[u128]) -> Vec<Bet> {
+pub fn lookup_bets(store: &(impl Store + ?Sized), ids: &[u128]) -> Vec<Bet> {
     lookup(store, ids, Key::Bet, |v| match v {
         Value::Bet(b) => Some(b),
         _ => None,
     })
 }
 
-pub fn lookup_settlements(store: &impl Store, ids: &[u128]) -> Vec<Settlement> {
+pub fn lookup_settlements(store: &(impl Store + ?Sized), ids: &[u128]) -> Vec<Settlement> {
     lookup(store, ids, Key::Settlement, |v| match v {
         Value::Settlement(s) => Some(s),
         _ => None,
@@ -112,7 +112,7 @@ pub fn lookup_settlements(store: &impl Store, ids: &[u128]) -> Vec<Settlement> {
 
 /// Returns accounts in id order, starting after `after_id`, at most `limit` (0: the maximum):
 /// the pages of `ledgerctl account list`.
-pub fn list_accounts(store: &impl Store, after_id: u128, limit: u32) -> Vec<Account> {
+pub fn list_accounts(store: &(impl Store + ?Sized), after_id: u128, limit: u32) -> Vec<Account> {
     let limit = match limit as usize {
         0 => QUERY_RESULTS_MAX,
         n => n.min(QUERY_RESULTS_MAX),
@@ -131,7 +131,7 @@ pub fn list_accounts(store: &impl Store, after_id: u128, limit: u32) -> Vec<Acco
 }
 
 /// Returns what became of a pending transfer, if `id` names one.
-pub fn pending_status(store: &impl Store, id: u128) -> Option<PendingStatus> {
+pub fn pending_status(store: &(impl Store + ?Sized), id: u128) -> Option<PendingStatus> {
     match store.get(&Key::Pending(id)) {
         Some(Value::Pending(status)) => Some(status),
         _ => None,
@@ -152,7 +152,7 @@ pub struct TransferStatus {
 /// The status of each transfer id, in order (at most [`QUERY_RESULTS_MAX`]): how a service
 /// that lost its answers learns, in one call, which of its ids were applied, which failed for
 /// good, and which were never seen (safe to submit again).
-pub fn transfer_statuses(store: &impl Store, ids: &[u128]) -> Vec<TransferStatus> {
+pub fn transfer_statuses(store: &(impl Store + ?Sized), ids: &[u128]) -> Vec<TransferStatus> {
     ids.iter()
         .take(QUERY_RESULTS_MAX)
         .map(|&id| TransferStatus {
@@ -171,7 +171,7 @@ pub fn transfer_statuses(store: &impl Store, ids: &[u128]) -> Vec<TransferStatus
 }
 
 fn lookup<T>(
-    store: &impl Store,
+    store: &(impl Store + ?Sized),
     ids: &[u128],
     key: fn(u128) -> Key,
     unwrap: fn(Value) -> Option<T>,
@@ -183,7 +183,10 @@ fn lookup<T>(
 }
 
 /// Returns the transfers that touched the account, filtered, in cluster time order.
-pub fn get_account_transfers(store: &impl Store, filter: &AccountFilter) -> Vec<Transfer> {
+pub fn get_account_transfers(
+    store: &(impl Store + ?Sized),
+    filter: &AccountFilter,
+) -> Vec<Transfer> {
     let both = !filter.debits && !filter.credits;
     let wanted = |t: &Transfer| {
         (filter.code == 0 || t.code == filter.code)
@@ -243,7 +246,10 @@ pub fn get_account_transfers(store: &impl Store, filter: &AccountFilter) -> Vec<
 /// Returns the balance history of a `history` account (empty for other accounts): one row per
 /// change (transfers and expiries), filtered by time, limit and order only; `code`, `debits`
 /// and `credits` do not apply to balance rows.
-pub fn get_account_balances(store: &impl Store, filter: &AccountFilter) -> Vec<AccountBalance> {
+pub fn get_account_balances(
+    store: &(impl Store + ?Sized),
+    filter: &AccountFilter,
+) -> Vec<AccountBalance> {
     match store.get(&Key::Account(filter.account_id)) {
         Some(Value::Account(a)) if a.flags.contains(AccountFlags::HISTORY) => {}
         _ => return Vec::new(),
@@ -267,7 +273,11 @@ pub fn get_account_balances(store: &impl Store, filter: &AccountFilter) -> Vec<A
 
 /// Returns the balances of a `history` account as of `timestamp` (after every change at or
 /// before it), or `None` if the account has no history or did not exist yet.
-pub fn balances_at(store: &impl Store, account_id: u128, timestamp: u64) -> Option<Balances> {
+pub fn balances_at(
+    store: &(impl Store + ?Sized),
+    account_id: u128,
+    timestamp: u64,
+) -> Option<Balances> {
     let filter = AccountFilter {
         account_id,
         timestamp_max: timestamp,
@@ -293,7 +303,7 @@ pub fn balances_at(store: &impl Store, account_id: u128, timestamp: u64) -> Opti
 
 /// Returns the bets of a market in placement order, starting after `timestamp_after`.
 pub fn get_market_bets(
-    store: &impl Store,
+    store: &(impl Store + ?Sized),
     market_id: u128,
     timestamp_after: u64,
     limit: u32,

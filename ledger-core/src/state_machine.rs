@@ -62,7 +62,7 @@ pub fn apply_entry_reporting<S: Store>(
 }
 
 /// Returns the state machine's bookkeeping, or the initial one for an empty store.
-pub fn read_meta(store: &impl Store) -> Meta {
+pub fn read_meta(store: &(impl Store + ?Sized)) -> Meta {
     match store.get(&Key::Meta) {
         Some(Value::Meta(meta)) => meta,
         None => Meta::default(),

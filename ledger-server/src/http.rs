@@ -19,7 +19,6 @@ use serde_json::json;
 
 use crate::metrics::RaftReading;
 use crate::node::Node;
-use crate::raft::log_store::saved_committed_index;
 
 /// Most entries a node may be behind the commit index and still call itself ready.
 pub const READY_LAG_ENTRIES_MAX: u64 = 1_000;
@@ -87,7 +86,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
                 .collect()
         })
         .unwrap_or_default();
-    let db = node.db.clone();
+    let engine = node.engine.clone();
     let applied_index = index(m.last_applied);
     let reading = RaftReading {
         term: m.current_term,
@@ -103,14 +102,17 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
     };
     let metrics = node.metrics.clone();
     let text = tokio::task::spawn_blocking(move || {
-        let committed = saved_committed_index(&db).unwrap_or(0).max(applied_index);
+        let committed = engine
+            .saved_committed_index()
+            .unwrap_or(0)
+            .max(applied_index);
         metrics.render(
             RaftReading {
                 committed_index: committed,
                 ..reading
             },
             &lags,
-            &db,
+            &engine.storage_bytes(),
         )
     })
     .await

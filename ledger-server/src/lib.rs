@@ -9,6 +9,9 @@
 //! - `raft/state_machine.rs`: applied by ledger-core on every node, and written to RocksDB
 //!   (`storage/state_store.rs`) in one batch with the applied index.
 //!
+//! Reads (`Lookup*`, `Status`, `Verify`, backups, `/metrics`) go through the storage seam of
+//! `storage/engine.rs`, never to RocksDB directly.
+//!
 //! Before any of that, `security/` checks the caller: TLS, token and role, limits.
 //!
 //! `startup.rs` wires these together into the `Node` of `node.rs`, which every handler holds;

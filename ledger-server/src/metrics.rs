@@ -32,7 +32,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use rocksdb::DB;
 use tonic::codegen::http;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -339,8 +338,13 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Sets the Raft gauges and replication lags, reads RocksDB sizes, and encodes everything.
-    pub fn render(&self, raft: RaftReading, lags: &[(u64, u64)], db: &DB) -> String {
+    /// Sets the Raft gauges, replication lags and storage sizes, and encodes everything.
+    pub fn render(
+        &self,
+        raft: RaftReading,
+        lags: &[(u64, u64)],
+        storage: &[crate::storage::engine::StorageBytes],
+    ) -> String {
         self.term.set(gauge_value(raft.term));
         self.leader_id.set(gauge_value(raft.leader_id.unwrap_or(0)));
         self.is_leader.set(i64::from(raft.is_leader));
@@ -357,23 +361,13 @@ impl Metrics {
                 })
                 .set(gauge_value(*lag));
         }
-        for cf in crate::raft::log_store::column_families() {
-            let Some(handle) = db.cf_handle(cf) else {
-                continue;
-            };
-            for (kind, property) in [
-                ("sst", "rocksdb.live-sst-files-size"),
-                ("memtable", "rocksdb.cur-size-all-mem-tables"),
-            ] {
-                if let Ok(Some(bytes)) = db.property_int_value_cf(&handle, property) {
-                    self.rocksdb_bytes
-                        .get_or_create(&CfLabels {
-                            cf: cf.to_string(),
-                            kind,
-                        })
-                        .set(gauge_value(bytes));
-                }
-            }
+        for figure in storage {
+            self.rocksdb_bytes
+                .get_or_create(&CfLabels {
+                    cf: figure.area.to_string(),
+                    kind: figure.kind,
+                })
+                .set(gauge_value(figure.bytes));
         }
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {

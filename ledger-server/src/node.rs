@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use rocksdb::DB;
-
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::group_commit::GroupCommitter;
@@ -30,7 +28,8 @@ pub struct Node {
     pub clock: Arc<crate::clock::Clock>,
     /// Calls to the peers outside Raft (`Identify`), on Raft's channels.
     pub peers: NetworkFactory<crate::raft::types::TypeConfig>,
-    pub db: Arc<DB>,
+    /// What the handlers read the state through (`storage/engine.rs`).
+    pub engine: Arc<dyn crate::storage::engine::StateEngine>,
     pub committer: GroupCommitter,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,

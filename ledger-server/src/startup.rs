@@ -408,7 +408,7 @@ pub async fn start_with_env(
         env,
         clock,
         peers: network,
-        db,
+        engine: Arc::new(crate::storage::engine::RocksEngine::new(db)),
         committer,
         health,
         metrics,

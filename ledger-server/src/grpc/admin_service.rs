@@ -7,18 +7,14 @@ use std::time::Duration;
 use ledger_core::{audit_link_at, check_invariants, read_meta, verify_audit};
 use ledger_wire::proto::admin as pb;
 use ledger_wire::proto::admin::admin_server::Admin;
-use rocksdb::ReadOptions;
 use tonic::{Request, Response, Status};
 
 use crate::error::NodeError;
 use crate::grpc::status::to_status;
 use crate::node::Node;
 use crate::raft::identity::{self, GatherError, IDENTIFY_TIMEOUT_MS};
-use crate::raft::log_store::saved_committed_index;
-use crate::raft::snapshot_install::refuse_incomplete_state;
-use crate::raft::state_machine::read_applied;
 use crate::raft::types::{LedgerNode, StoredMembership};
-use crate::storage::state_store::StateView;
+use crate::storage::engine::{Incomplete, ReadPoint};
 
 pub struct AdminService {
     node: Arc<Node>,
@@ -110,8 +106,7 @@ impl Admin for AdminService {
         let path = work_dir.join(format!("backup-{nanos}.lbk"));
         let file = path.clone();
         let header = tokio::task::spawn_blocking(move || {
-            crate::backup::write_backup(
-                &node.db,
+            node.engine.write_backup(
                 &node.config.cluster,
                 node.config.node_id,
                 &work_dir,
@@ -296,20 +291,26 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let m = self.node.raft.metrics().borrow().clone();
         let (leader_id, leader_address) = self.node.leader();
-        let db = self.node.db.clone();
+        let engine = self.node.engine.clone();
         let (meta, applied, committed) = tokio::task::spawn_blocking(move || {
-            let committed = saved_committed_index(&db);
-            let point = db.snapshot();
-            let mut options = ReadOptions::default();
-            options.set_snapshot(&point);
-            let applied = read_applied(&db, options);
-            let view = StateView::at_snapshot(&db, &point);
-            (read_meta(&view), applied, committed)
+            let committed = engine.saved_committed_index();
+            // Read even mid-install: the status says what the node holds. A record that
+            // cannot be read leaves the meta as read (the health problem says why).
+            let mut read = None;
+            let outcome = engine.read(Incomplete::Allow, &mut |point| {
+                read = Some((read_meta(point.store), point.applied_index));
+            });
+            match (outcome, read) {
+                (Ok(()) | Err(NodeError::Unhealthy(_)), Some((meta, applied))) => {
+                    Ok((meta, applied, committed?))
+                }
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Err(NodeError::Internal("the state was not read".into())),
+            }
         })
         .await
-        .map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
-        let applied = applied.map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
-        let committed = committed.map_err(|e| to_status(NodeError::Internal(e.to_string())))?;
+        .map_err(|e| to_status(NodeError::Internal(e.to_string())))?
+        .map_err(to_status)?;
         // A leader cut off from its quorum reports itself unhealthy: it still says `Leader`
         // (that is openraft's view), but serves nothing, and `cluster status` shows why.
         let problem = self
@@ -349,7 +350,7 @@ impl Admin for AdminService {
             healthy: problem.is_none(),
             unhealthy_reason: problem.unwrap_or_default(),
             state_digest: meta.digest.to_be_bytes().to_vec(),
-            digest_applied_index: applied.last_applied.map(|l| l.index).unwrap_or(0),
+            digest_applied_index: applied,
             audit_chain: meta.chain.to_vec(),
             audit_index: meta.last_log_index,
             has_quorum_ack: m.millis_since_quorum_ack.is_some(),
@@ -366,54 +367,23 @@ impl Admin for AdminService {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let at_index = request.into_inner().at_index;
-        let db = self.node.db.clone();
+        let engine = self.node.engine.clone();
         let response = tokio::task::spawn_blocking(move || {
-            let point = db.snapshot();
-            refuse_incomplete_state(&db, &point)?;
-            let mut options = ReadOptions::default();
-            options.set_snapshot(&point);
-            let applied = read_applied(&db, options)
-                .map(|a| a.last_applied.map(|l| l.index).unwrap_or(0))
-                .unwrap_or(0);
-            let view = StateView::at_snapshot(&db, &point);
-            let mut response = pb::VerifyResponse {
-                applied_index: applied,
-                ..Default::default()
-            };
-            match check_invariants(&view) {
-                Ok(report) => {
-                    response.ok = true;
-                    response.state_digest = report.digest.to_be_bytes().to_vec();
-                    response.accounts = report.accounts;
-                    response.transfers = report.transfers;
-                    response.bets = report.bets;
-                }
-                Err(violations) => response.violations = violations,
-            }
-            // The audit chain, recomputed link by link from the audit table, must end at the
-            // node's head and at the state digest recomputed from the records.
-            match verify_audit(&view) {
-                Ok(report) => {
-                    response.audit_entries = report.records;
-                    response.audit_head = report.head.to_vec();
-                }
-                Err(problem) => {
+            let mut response = None;
+            let outcome = engine.read(Incomplete::Refuse, &mut |point| {
+                response = Some(verify_point(point, at_index));
+            });
+            match (outcome, response) {
+                (Ok(()), Some(response)) => Ok(response),
+                // A failed read makes the checks see missing records: report the read.
+                (Err(NodeError::Unhealthy(e)), Some(mut response)) => {
                     response.ok = false;
-                    response.violations.push(format!("audit chain: {problem}"));
+                    response.violations.push(e);
+                    Ok(response)
                 }
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Err(NodeError::Internal("the state was not read".into())),
             }
-            if at_index > 0 {
-                if let Some((index, link)) = audit_link_at(&view, at_index) {
-                    response.link_index = index;
-                    response.link = link.to_vec();
-                }
-            }
-            // A failed read makes the checks above see missing records: report the read.
-            if let Some(e) = view.error() {
-                response.ok = false;
-                response.violations.push(e.to_string());
-            }
-            Ok::<_, NodeError>(response)
         })
         .await
         .map_err(|e| to_status(NodeError::Internal(e.to_string())))?
@@ -472,4 +442,42 @@ impl Admin for AdminService {
         let _ = request;
         Ok(Response::new(pb::SyncDelayResponse {}))
     }
+}
+
+/// Checks the state at `point`: invariants, the state digest, the audit chain, and the audit
+/// link at `at_index` when asked.
+fn verify_point(point: &ReadPoint<'_>, at_index: u64) -> pb::VerifyResponse {
+    let mut response = pb::VerifyResponse {
+        applied_index: point.applied_index,
+        ..Default::default()
+    };
+    match check_invariants(point.store) {
+        Ok(report) => {
+            response.ok = true;
+            response.state_digest = report.digest.to_be_bytes().to_vec();
+            response.accounts = report.accounts;
+            response.transfers = report.transfers;
+            response.bets = report.bets;
+        }
+        Err(violations) => response.violations = violations,
+    }
+    // The audit chain, recomputed link by link from the audit table, must end at the
+    // node's head and at the state digest recomputed from the records.
+    match verify_audit(point.store) {
+        Ok(report) => {
+            response.audit_entries = report.records;
+            response.audit_head = report.head.to_vec();
+        }
+        Err(problem) => {
+            response.ok = false;
+            response.violations.push(format!("audit chain: {problem}"));
+        }
+    }
+    if at_index > 0 {
+        if let Some((index, link)) = audit_link_at(point.store, at_index) {
+            response.link_index = index;
+            response.link = link.to_vec();
+        }
+    }
+    response
 }

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_core::{
-    query, AccountFilter, Command, CommandResults, EVENTS_PER_BATCH_MAX, QUERY_RESULTS_MAX,
+    query, AccountFilter, Command, CommandResults, Store, EVENTS_PER_BATCH_MAX, QUERY_RESULTS_MAX,
 };
 use ledger_wire::convert::{self, decode_all, FieldError};
 use ledger_wire::proto::ledger as pb;
 use ledger_wire::proto::ledger::ledger_server::Ledger;
 use ledger_wire::proto::u128_of;
-use rocksdb::ReadOptions;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -19,9 +18,7 @@ use crate::config::{READ_TIMEOUT_MS, WRITE_TIMEOUT_MS};
 use crate::error::NodeError;
 use crate::grpc::status::to_status;
 use crate::node::Node;
-use crate::raft::snapshot_install::refuse_incomplete_state;
-use crate::raft::state_machine::read_applied;
-use crate::storage::state_store::StateView;
+use crate::storage::engine::{self, Incomplete};
 
 pub struct LedgerService {
     node: Arc<Node>,
@@ -116,7 +113,7 @@ impl LedgerService {
     async fn read<T: Send + 'static>(
         &self,
         consistency: i32,
-        query: impl FnOnce(&StateView) -> T + Send + 'static,
+        query: impl FnOnce(&dyn Store) -> T + Send + 'static,
     ) -> Result<(T, u64), Status> {
         let consistency = pb::ReadConsistency::try_from(consistency).map_err(|_| {
             to_status(NodeError::invalid(
@@ -146,23 +143,11 @@ impl LedgerService {
             })?;
             confirmed.map_err(|e| to_status(NodeError::from_read(e)))?;
         }
-        let db = self.node.db.clone();
+        let engine = self.node.engine.clone();
         tokio::task::spawn_blocking(move || {
-            let point = db.snapshot();
-            refuse_incomplete_state(&db, &point)?;
-            let mut options = ReadOptions::default();
-            options.set_snapshot(&point);
-            let applied = read_applied(&db, options)
-                .map_err(|e| NodeError::Internal(e.to_string()))?
-                .last_applied
-                .map(|l| l.index)
-                .unwrap_or(0);
-            let view = StateView::at_snapshot(&db, &point);
-            let answer = query(&view);
-            match view.error() {
-                Some(e) => Err(NodeError::Unhealthy(e.to_string())),
-                None => Ok((answer, applied)),
-            }
+            engine::query(engine.as_ref(), Incomplete::Refuse, |point| {
+                (query(point.store), point.applied_index)
+            })
         })
         .await
         .map_err(|e| to_status(NodeError::Internal(e.to_string())))?

@@ -1,4 +1,5 @@
 //! RocksDB storage of the state and the snapshot file format.
 
+pub mod engine;
 pub mod snapshot_file;
 pub mod state_store;
