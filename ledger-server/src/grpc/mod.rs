@@ -4,6 +4,7 @@
 //! nodes to it (docs/security.md).
 
 pub mod admin_service;
+pub mod in_process;
 pub mod ledger_service;
 pub mod raft_service;
 pub mod status;
@@ -94,25 +95,49 @@ pub fn router(
     client_message_bytes_max: usize,
     tls: Option<&TlsSettings>,
     auth: AuthPolicy,
-) -> Result<Router<Layers>, tonic::transport::Error> {
-    let ledger = LedgerServer::new(ledger_service::LedgerService::new(node.clone()))
-        .max_decoding_message_size(client_message_bytes_max)
-        .max_encoding_message_size(client_message_bytes_max);
-    let admin = AdminServer::new(admin_service::AdminService::new(node.clone()));
+) -> Result<Router<tower_layer::Stack<Layers, tower_layer::Identity>>, tonic::transport::Error> {
+    let (ledger, admin) = client_services(&node, client_message_bytes_max);
     // No HTTP/2 stream cap: the per-connection limit is in `limits.rs`, with a clear answer.
     let mut server = Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls.server_config())?;
     }
     Ok(server
-        .layer(status::ErrorDetailsLayer)
-        .layer(MetricsLayer {
-            metrics: node.metrics.clone(),
-        })
-        .layer(GateLayer(auth))
-        .layer(LimitsLayer::new(node.config.limits))
+        .layer(client_layers(&node, auth))
         .add_service(ledger)
         .add_service(admin))
+}
+
+/// The client port's [`Layers`], outermost first: error details, metrics, authentication by
+/// `auth`, limits.
+pub fn client_layers(node: &Node, auth: AuthPolicy) -> Layers {
+    tower_layer::Stack::new(
+        LimitsLayer::new(node.config.limits),
+        tower_layer::Stack::new(
+            GateLayer(auth),
+            tower_layer::Stack::new(
+                MetricsLayer {
+                    metrics: node.metrics.clone(),
+                },
+                tower_layer::Stack::new(status::ErrorDetailsLayer, tower_layer::Identity::new()),
+            ),
+        ),
+    )
+}
+
+/// The client port's two services, with the message size limit applied to both directions.
+pub fn client_services(
+    node: &Arc<Node>,
+    client_message_bytes_max: usize,
+) -> (
+    LedgerServer<ledger_service::LedgerService>,
+    AdminServer<admin_service::AdminService>,
+) {
+    let ledger = LedgerServer::new(ledger_service::LedgerService::new(node.clone()))
+        .max_decoding_message_size(client_message_bytes_max)
+        .max_encoding_message_size(client_message_bytes_max);
+    let admin = AdminServer::new(admin_service::AdminService::new(node.clone()));
+    (ledger, admin)
 }
 
 /// Returns the gRPC server of Raft's RPCs for `raft`, a node of cluster `cluster_name`, with
