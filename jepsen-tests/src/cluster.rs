@@ -141,13 +141,17 @@ impl TestCluster {
         self.blocking(move |c| c.kill(id)).await
     }
 
-    /// Starts a stopped node again (no-op when it runs).
-    pub async fn restart(&self, id: u64) -> Result<(), String> {
+    /// Starts node `id` again if it is stopped, or if its process exited by itself (a node
+    /// exits when its Raft stops on a fatal error); returns how it exited, in that case.
+    pub async fn restart(&self, id: u64) -> Result<Option<String>, String> {
         self.blocking(move |c| {
+            let exited = c
+                .reap(id)?
+                .map(|status| format!("node {id} had exited by itself ({status})"));
             if c.node(id).pid.is_none() {
                 c.restart(id)?;
             }
-            Ok(())
+            Ok(exited)
         })
         .await
     }
@@ -177,7 +181,10 @@ impl TestCluster {
     /// Holds every fsync of node `id`'s log back by `delay_ms` (0: no more); the nodes run
     /// with `--fault-injection` for the `slow-disk` nemesis.
     pub async fn set_sync_delay(&self, id: u64, delay_ms: u32) -> Result<(), String> {
-        let request = ledger_client::proto::admin::SyncDelayRequest { delay_ms };
+        let request = ledger_client::proto::admin::SyncDelayRequest {
+            delay_ms,
+            fail_next: false,
+        };
         let mut admin = self.admin_of(id).await?;
         admin
             .inject_sync_delay(request)
@@ -314,13 +321,14 @@ impl TestCluster {
         self.set_voters(voters).await
     }
 
-    /// Heals everything: links open, paused nodes resumed, stopped nodes restarted, every node
-    /// a voter again.
-    pub async fn heal(&self) -> Result<(), String> {
+    /// Ends every fault: links healed, paused nodes resumed, stopped or exited nodes started,
+    /// removed voters added back. Returns a line for each node found exited by itself.
+    pub async fn heal(&self) -> Result<Vec<String>, String> {
         self.net.heal();
+        let mut exited = Vec::new();
         for id in self.ids.clone() {
             self.signal(id, "CONT").await?;
-            self.restart(id).await?;
+            exited.extend(self.restart(id).await?);
         }
         let voters = self.voters().await?;
         for id in self.ids.clone() {
@@ -328,7 +336,7 @@ impl TestCluster {
                 self.add_voter(id).await?;
             }
         }
-        Ok(())
+        Ok(exited)
     }
 
     /// Stops every process.

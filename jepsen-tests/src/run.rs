@@ -261,8 +261,9 @@ async fn drive(
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     // A cluster that cannot be healed (no leader: every node crashes on the same entry, say)
     // is a finding, not a harness failure: the probe write then fails and `convergence` says so.
-    if let Err(e) = cluster.heal().await {
-        log.push(format!("heal failed: {e}"));
+    match cluster.heal().await {
+        Ok(exited) => log.extend(exited),
+        Err(e) => log.push(format!("heal failed: {e}")),
     }
     let client = workload::client_for(&endpoints, 0).await?;
     workload::settle_unknowns(&ctx, &client, u64::MAX >> 1, deadline).await;

@@ -376,6 +376,22 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Whether node `id`'s process has exited by itself; if so, it is marked stopped (so that
+    /// [`Self::restart`] starts it again) and its exit status is returned.
+    pub fn reap(&mut self, id: u64) -> Result<Option<std::process::ExitStatus>, LocalClusterError> {
+        let i = self.index(id)?;
+        let exited = match self.children[i].as_mut() {
+            Some(child) => child.try_wait()?,
+            None => None,
+        };
+        if exited.is_some() {
+            self.children[i] = None;
+            self.nodes[i].pid = None;
+            self.save()?;
+        }
+        Ok(exited)
+    }
+
     /// Starts a stopped node again on its addresses and data.
     pub fn restart(&mut self, id: u64) -> Result<(), LocalClusterError> {
         self.spawn(id, false)?;

@@ -69,12 +69,26 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-        _ = terminate.recv() => tracing::info!("terminated; shutting down"),
-    }
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; shutting down");
+            None
+        }
+        _ = terminate.recv() => {
+            tracing::info!("terminated; shutting down");
+            None
+        }
+        fatal = running.raft_failed() => Some(fatal),
+    };
     running.shutdown().await;
-    ExitCode::SUCCESS
+    match failed {
+        None => ExitCode::SUCCESS,
+        Some(fatal) => {
+            tracing::error!(error = %fatal, "Raft stopped on a fatal error; exiting, to be restarted from the durable state");
+            eprintln!("ledger-server: Raft stopped on a fatal error: {fatal}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run_restore(r: &RestoreArgs) -> ExitCode {

@@ -86,6 +86,24 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
+    /// Returns once Raft has stopped on a fatal error (a failed write to the log, say), with
+    /// the error. The node then serves nothing: `main` exits, so that the service manager
+    /// restarts it from its durable state instead of leaving a node that answers but cannot
+    /// replicate. openraft 0.9 also stops its core when a snapshot is to be sent on a
+    /// replication stream that has just ended on a higher vote (docs/testing.md).
+    pub async fn raft_failed(&self) -> String {
+        let mut metrics = self.node.raft.metrics();
+        loop {
+            match &metrics.borrow_and_update().running_state {
+                Err(openraft::error::Fatal::Stopped) | Ok(()) => {}
+                Err(fatal) => return fatal.to_string(),
+            }
+            if metrics.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Stops the servers and Raft.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);

@@ -434,9 +434,16 @@ impl Admin for AdminService {
         self.test_hook("InjectSyncDelay")?;
         #[cfg(feature = "fault-injection")]
         {
-            let delay_ms = request.into_inner().delay_ms;
-            tracing::warn!(delay_ms, "injected fsync delay");
-            self.node.wal_sync.set_delay_ms(u64::from(delay_ms));
+            let request = request.into_inner();
+            tracing::warn!(
+                delay_ms = request.delay_ms,
+                fail_next = request.fail_next,
+                "injected fsync delay"
+            );
+            self.node.wal_sync.set_delay_ms(u64::from(request.delay_ms));
+            if request.fail_next {
+                self.node.wal_sync.fail_next_sync();
+            }
         }
         #[cfg(not(feature = "fault-injection"))]
         let _ = request;

@@ -33,6 +33,9 @@ pub struct WalSync {
     /// Test-only: how long each fsync is held back (`Admin/InjectSyncDelay`).
     #[cfg(feature = "fault-injection")]
     delay_ms: Arc<AtomicU64>,
+    /// Test-only: the next fsync fails (`Admin/InjectSyncDelay` with `fail_next`).
+    #[cfg(feature = "fault-injection")]
+    fail_next: Arc<AtomicBool>,
 }
 
 impl WalSync {
@@ -46,6 +49,10 @@ impl WalSync {
         let delay_ms = Arc::new(AtomicU64::new(0));
         #[cfg(feature = "fault-injection")]
         let delay = delay_ms.clone();
+        #[cfg(feature = "fault-injection")]
+        let fail_next = Arc::new(AtomicBool::new(false));
+        #[cfg(feature = "fault-injection")]
+        let fail = fail_next.clone();
         std::thread::Builder::new()
             .name("ledger-wal-sync".into())
             .spawn(move || {
@@ -59,6 +66,15 @@ impl WalSync {
                             std::thread::sleep(std::time::Duration::from_millis(ms));
                         }
                     }
+                    #[cfg(feature = "fault-injection")]
+                    let result = if fail.swap(false, Ordering::SeqCst) {
+                        poisoned.store(true, Ordering::SeqCst);
+                        tracing::error!("injected fsync failure; log store poisoned");
+                        Err("fsync of the write-ahead log failed: injected EIO".to_string())
+                    } else {
+                        sync(&db, &poisoned)
+                    };
+                    #[cfg(not(feature = "fault-injection"))]
                     let result = sync(&db, &poisoned);
                     for done in waiting {
                         done(result.clone());
@@ -69,6 +85,8 @@ impl WalSync {
             requests,
             #[cfg(feature = "fault-injection")]
             delay_ms,
+            #[cfg(feature = "fault-injection")]
+            fail_next,
         })
     }
 
@@ -87,6 +105,12 @@ impl WalSync {
         }));
         rx.await
             .unwrap_or_else(|_| Err("the log's fsync thread has stopped".into()))
+    }
+
+    /// Test-only: the next fsync fails, as an EIO would.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_next_sync(&self) {
+        self.fail_next.store(true, Ordering::SeqCst);
     }
 
     /// Test-only: holds every later fsync back by `ms` (0: no more).
