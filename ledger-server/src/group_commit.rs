@@ -188,6 +188,7 @@ async fn propose(raft: &Raft, clock: &Clock, batch: Vec<Proposal>) {
     // by a later leader, or be dropped) and at the latest after the write deadline. The
     // callers' own deadline is no longer than that one, so they have been told already.
     let written = tokio::select! {
+        biased;
         written = raft.client_write(request) => Some(written),
         () = tokio::time::sleep(Duration::from_millis(crate::config::WRITE_TIMEOUT_MS)) => None,
         () = term_ended(raft.metrics(), term) => None,

@@ -101,7 +101,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
         purged_index: index(m.purged),
     };
     let metrics = node.metrics.clone();
-    let text = tokio::task::spawn_blocking(move || {
+    let text = crate::blocking::spawn(move || {
         let committed = engine
             .saved_committed_index()
             .unwrap_or(0)

@@ -19,6 +19,7 @@
 //! `metrics.rs` and `http.rs` are what operators watch.
 
 pub mod backup;
+pub mod blocking;
 pub mod clock;
 pub mod config;
 pub mod env;

@@ -114,6 +114,93 @@ impl RunningNode {
     }
 }
 
+/// A node of the simulator or of an in-process test: no ports; peers reach its Raft service
+/// through the in-process network, clients its client services through
+/// [`InProcessChannel`](crate::grpc::in_process::InProcessChannel).
+pub struct InProcessNode {
+    pub node: Arc<Node>,
+    /// How its client services authenticate (the channel's `AuthPolicy`).
+    pub auth: AuthPolicy,
+    db: Arc<rocksdb::DB>,
+    stop: watch::Sender<bool>,
+}
+
+impl InProcessNode {
+    /// Stops Raft and the node's background tasks, as a stopped process would have them
+    /// stop, and takes the node off the network. Its storage closes once the last handle on
+    /// the node is dropped.
+    pub async fn shutdown(self, net: &crate::raft::in_process::InProcessNet) {
+        net.unregister(self.node.config.node_id);
+        let _ = self.stop.send(true);
+        let _ = self.node.raft.shutdown().await;
+    }
+
+    /// Crashes the node as a power failure would, for a node started with
+    /// `simulate_power_loss` (RocksDB keeps its write-ahead log in memory until the log's
+    /// fsync): the data directory as the disk holds it, every write since the last fsync
+    /// missing, is copied to `image`, then the node stops. Restarting from `image` is
+    /// restarting after the power came back. RocksDB's background work (flushes,
+    /// compactions) is stopped first, so that no file is caught half written.
+    pub async fn lose_power(
+        self,
+        net: &crate::raft::in_process::InProcessNet,
+        image: &Path,
+    ) -> std::io::Result<()> {
+        net.unregister(self.node.config.node_id);
+        self.db.cancel_all_background_work(true);
+        let copied = copy_dir(&self.node.config.data_dir, image);
+        self.shutdown(net).await;
+        copied
+    }
+}
+
+/// Copies folder `from` to `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a node whose peers are in this process (`net`), with the clock and randomness of
+/// `env`: the same storage, Raft, group committer and request handlers as [`start`], without
+/// TCP, TLS or HTTP. Members are addressed by the node's `--advertise-addr` and
+/// `--advertise-peer-addr`, or `in-process-<id>`.
+pub async fn start_in_process(
+    config: NodeConfig,
+    env: Arc<dyn crate::env::Env>,
+    net: Arc<crate::raft::in_process::InProcessNet>,
+) -> Result<InProcessNode, StartError> {
+    let name = format!("in-process-{}", config.node_id);
+    let advertise = (
+        config
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| name.clone()),
+        config.advertise_peer_addr.clone().unwrap_or(name),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let Assembled { node, auth, db, .. } =
+        assemble(config, env, advertise, Some(net.clone()), stopped).await?;
+    net.register(
+        node.config.node_id,
+        Arc::new(crate::grpc::raft_service(&node)),
+    );
+    Ok(InProcessNode {
+        node,
+        auth,
+        db,
+        stop,
+    })
+}
+
 fn check_identity(dir: &Path, expected: &Identity) -> Result<(), StartError> {
     let err = |reason: String| StartError::DataDir {
         dir: dir.display().to_string(),
@@ -160,13 +247,18 @@ fn spawn_expiry_pulse(
     raft: Raft,
     committer: GroupCommitter,
     expiries_due: Arc<std::sync::atomic::AtomicBool>,
+    mut stopped: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
         let period = std::time::Duration::from_millis(EXPIRY_PULSE_INTERVAL_MS);
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                biased;
+                _ = ticks.tick() => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
             let leads = {
                 let metrics = raft.metrics().borrow().clone();
                 metrics.current_leader == Some(metrics.id)
@@ -259,6 +351,122 @@ pub async fn start_with_env(
         .advertise_peer_addr
         .clone()
         .unwrap_or_else(|| peer_addr.to_string());
+    let (stop, stopped) = watch::channel(false);
+    let Assembled {
+        node,
+        tls,
+        auth,
+        peer_secret,
+        ..
+    } = assemble(
+        config,
+        env,
+        (advertise_addr, advertise_peer_addr),
+        None,
+        stopped.clone(),
+    )
+    .await?;
+
+    let mut servers = Vec::new();
+    let grpc = crate::grpc::router(node.clone(), CLIENT_MESSAGE_BYTES_MAX, tls.as_ref(), auth)
+        .map_err(|e| StartError::Security(format!("TLS: {e}")))?;
+    let mut grpc_stop = stopped.clone();
+    servers.push(tokio::spawn(async move {
+        // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (~40 ms).
+        let incoming = TcpListenerStream::new(grpc_listener).map(|stream| {
+            if let Ok(stream) = &stream {
+                let _ = stream.set_nodelay(true);
+            }
+            stream
+        });
+        let shutdown = async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = grpc.serve_with_incoming_shutdown(incoming, shutdown).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    }));
+    let peer_auth = PeerAuthPolicy {
+        require_certificate: tls.is_some(),
+        secret: peer_secret,
+        counters: node.metrics.security.clone(),
+    };
+    let peer = crate::grpc::peer_router(node.clone(), tls.as_ref(), peer_auth)
+        .map_err(|e| StartError::Security(format!("TLS: {e}")))?;
+    let mut peer_stop = stopped.clone();
+    let slots = ConnectionSlots::new(PEER_CONNECTIONS_PER_ADDRESS_MAX);
+    let refusals = node.metrics.security.clone();
+    servers.push(tokio::spawn(async move {
+        // Connections past the per-address bound are closed at once (dropped here), so that
+        // one address cannot hold the peer port's connections.
+        let incoming = TcpListenerStream::new(peer_listener).filter_map(move |stream| {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => return Some(Err(e)),
+            };
+            let ip = stream.peer_addr().ok()?.ip();
+            let Some(slot) = slots.take(ip) else {
+                refusals.refuse_peer("limit");
+                if crate::security::auth::should_log_refusal() {
+                    tracing::warn!(%ip, "peer connection refused: too many from one address");
+                }
+                return None;
+            };
+            let _ = stream.set_nodelay(true);
+            Some(Ok(CountedStream::new(stream, slot)))
+        });
+        let shutdown = async move {
+            let _ = peer_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = peer.serve_with_incoming_shutdown(incoming, shutdown).await {
+            tracing::error!(error = %e, "peer gRPC server stopped");
+        }
+    }));
+    let http = crate::http::router(node.clone());
+    let mut http_stop = stopped;
+    servers.push(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(http_listener, http)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    write_addrs(&node.config.data_dir, grpc_addr, peer_addr, http_addr)?;
+    tracing::info!(%grpc_addr, %peer_addr, %http_addr, node_id = node.config.node_id, "node started");
+    Ok(RunningNode {
+        node,
+        grpc_addr,
+        peer_addr,
+        http_addr,
+        stop,
+        servers,
+    })
+}
+
+/// A node built and running, but not yet serving: what the TCP servers and the in-process
+/// path both start from.
+struct Assembled {
+    node: Arc<Node>,
+    db: Arc<rocksdb::DB>,
+    tls: Option<TlsSettings>,
+    auth: AuthPolicy,
+    peer_secret: Option<Arc<PeerSecret>>,
+}
+
+/// Checks the data directory, reads the security settings, opens storage, starts Raft (over
+/// gRPC, or over `in_process`), bootstraps the cluster if asked, and starts the group
+/// committer and the expiry pulse, which end when `stopped` turns true.
+async fn assemble(
+    config: NodeConfig,
+    env: Arc<dyn crate::env::Env>,
+    (advertise_addr, advertise_peer_addr): (String, String),
+    in_process: Option<Arc<crate::raft::in_process::InProcessNet>>,
+    stopped: watch::Receiver<bool>,
+) -> Result<Assembled, StartError> {
     check_identity(
         &config.data_dir,
         &Identity {
@@ -361,6 +569,10 @@ pub async fn start_with_env(
         .with_incarnation(incarnation)
         .with_clock(clock.clone())
         .with_heartbeat_ms(config.timings.heartbeat_ms);
+    let network = match in_process {
+        Some(net) => network.with_in_process(net),
+        None => network,
+    };
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -416,7 +628,12 @@ pub async fn start_with_env(
 
     let committer =
         GroupCommitter::start(raft.clone(), clock.clone(), metrics.group_commit.clone());
-    spawn_expiry_pulse(raft.clone(), committer.clone(), expiries_due);
+    spawn_expiry_pulse(
+        raft.clone(),
+        committer.clone(),
+        expiries_due,
+        stopped.clone(),
+    );
     let node = Arc::new(Node {
         config,
         advertise_addr,
@@ -426,7 +643,7 @@ pub async fn start_with_env(
         env,
         clock,
         peers: network,
-        engine: Arc::new(crate::storage::engine::RocksEngine::new(db)),
+        engine: Arc::new(crate::storage::engine::RocksEngine::new(db.clone())),
         committer,
         health,
         metrics,
@@ -435,96 +652,30 @@ pub async fn start_with_env(
         #[cfg(feature = "fault-injection")]
         wal_sync,
     });
+    let engine_db = db;
     if let Some(why) = node.config.insecure.clone() {
         node.metrics.security.insecure.set(1);
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let period = std::time::Duration::from_millis(INSECURE_WARNING_INTERVAL_MS);
             let mut ticks = tokio::time::interval(period);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    biased;
+                    _ = ticks.tick() => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
                 tracing::warn!(reason = %why, "this node runs INSECURE on purpose (--insecure)");
             }
         });
     }
 
-    let (stop, stopped) = watch::channel(false);
-    let mut servers = Vec::new();
-    let grpc = crate::grpc::router(node.clone(), CLIENT_MESSAGE_BYTES_MAX, tls.as_ref(), auth)
-        .map_err(|e| StartError::Security(format!("TLS: {e}")))?;
-    let mut grpc_stop = stopped.clone();
-    servers.push(tokio::spawn(async move {
-        // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (~40 ms).
-        let incoming = TcpListenerStream::new(grpc_listener).map(|stream| {
-            if let Ok(stream) = &stream {
-                let _ = stream.set_nodelay(true);
-            }
-            stream
-        });
-        let shutdown = async move {
-            let _ = grpc_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = grpc.serve_with_incoming_shutdown(incoming, shutdown).await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    }));
-    let peer_auth = PeerAuthPolicy {
-        require_certificate: tls.is_some(),
-        secret: peer_secret,
-        counters: node.metrics.security.clone(),
-    };
-    let peer = crate::grpc::peer_router(node.clone(), tls.as_ref(), peer_auth)
-        .map_err(|e| StartError::Security(format!("TLS: {e}")))?;
-    let mut peer_stop = stopped.clone();
-    let slots = ConnectionSlots::new(PEER_CONNECTIONS_PER_ADDRESS_MAX);
-    let refusals = node.metrics.security.clone();
-    servers.push(tokio::spawn(async move {
-        // Connections past the per-address bound are closed at once (dropped here), so that
-        // one address cannot hold the peer port's connections.
-        let incoming = TcpListenerStream::new(peer_listener).filter_map(move |stream| {
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(e) => return Some(Err(e)),
-            };
-            let ip = stream.peer_addr().ok()?.ip();
-            let Some(slot) = slots.take(ip) else {
-                refusals.refuse_peer("limit");
-                if crate::security::auth::should_log_refusal() {
-                    tracing::warn!(%ip, "peer connection refused: too many from one address");
-                }
-                return None;
-            };
-            let _ = stream.set_nodelay(true);
-            Some(Ok(CountedStream::new(stream, slot)))
-        });
-        let shutdown = async move {
-            let _ = peer_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = peer.serve_with_incoming_shutdown(incoming, shutdown).await {
-            tracing::error!(error = %e, "peer gRPC server stopped");
-        }
-    }));
-    let http = crate::http::router(node.clone());
-    let mut http_stop = stopped;
-    servers.push(tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(http_listener, http)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    }));
-    write_addrs(&node.config.data_dir, grpc_addr, peer_addr, http_addr)?;
-    tracing::info!(%grpc_addr, %peer_addr, %http_addr, node_id = node.config.node_id, "node started");
-    Ok(RunningNode {
+    Ok(Assembled {
         node,
-        grpc_addr,
-        peer_addr,
-        http_addr,
-        stop,
-        servers,
+        db: engine_db,
+        tls,
+        auth,
+        peer_secret,
     })
 }
 

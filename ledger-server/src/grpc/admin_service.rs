@@ -105,7 +105,7 @@ impl Admin for AdminService {
         let nanos = node.env.wall_clock_ns();
         let path = work_dir.join(format!("backup-{nanos}.lbk"));
         let file = path.clone();
-        let header = tokio::task::spawn_blocking(move || {
+        let header = crate::blocking::spawn(move || {
             node.engine.write_backup(
                 &node.config.cluster,
                 node.config.node_id,
@@ -292,7 +292,7 @@ impl Admin for AdminService {
         let m = self.node.raft.metrics().borrow().clone();
         let (leader_id, leader_address) = self.node.leader();
         let engine = self.node.engine.clone();
-        let (meta, applied, committed) = tokio::task::spawn_blocking(move || {
+        let (meta, applied, committed) = crate::blocking::spawn(move || {
             let committed = engine.saved_committed_index();
             // Read even mid-install: the status says what the node holds. A record that
             // cannot be read leaves the meta as read (the health problem says why).
@@ -368,7 +368,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let at_index = request.into_inner().at_index;
         let engine = self.node.engine.clone();
-        let response = tokio::task::spawn_blocking(move || {
+        let response = crate::blocking::spawn(move || {
             let mut response = None;
             let outcome = engine.read(Incomplete::Refuse, &mut |point| {
                 response = Some(verify_point(point, at_index));

@@ -144,7 +144,7 @@ impl LedgerService {
             confirmed.map_err(|e| to_status(NodeError::from_read(e)))?;
         }
         let engine = self.node.engine.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::spawn(move || {
             engine::query(engine.as_ref(), Incomplete::Refuse, |point| {
                 (query(point.store), point.applied_index)
             })

@@ -52,18 +52,24 @@ pub type PeerLayers = tower_layer::Stack<
 
 /// Builds the peer port's router: TLS with a required client certificate if configured, then
 /// [`PeerLayers`], then the Raft service alone.
-pub fn peer_router(
-    node: Arc<Node>,
-    tls: Option<&TlsSettings>,
-    auth: PeerAuthPolicy,
-) -> Result<Router<PeerLayers>, tonic::transport::Error> {
+/// The node's Raft service as the peer port serves it: the envelope's checks of cluster,
+/// incarnation and checksum, the peers' clocks sampled, refusals counted.
+pub fn raft_service(node: &Node) -> raft_service::RaftService<crate::raft::types::TypeConfig> {
     let service = raft_service::RaftService::new(node.raft.clone(), node.config.cluster.clone())
         .with_incarnation(node.incarnation, node.health.clone())
         .with_clock(node.clock.clone())
         .with_counters(node.metrics.security.clone());
     #[cfg(feature = "fault-injection")]
     let service = service.with_blocked_peers(node.blocked_peers.clone());
-    let raft = RaftServer::new(service)
+    service
+}
+
+pub fn peer_router(
+    node: Arc<Node>,
+    tls: Option<&TlsSettings>,
+    auth: PeerAuthPolicy,
+) -> Result<Router<PeerLayers>, tonic::transport::Error> {
+    let raft = RaftServer::new(raft_service(&node))
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     let mut server = Server::builder();

@@ -26,6 +26,9 @@ pub enum Fate {
     Delay(Duration),
     /// Lost: the caller hears nothing until its deadline.
     Lose,
+    /// The request arrives after this long and is handled, but its answer is lost (a link cut
+    /// in one direction): the caller hears nothing until its deadline.
+    LoseReply(Duration),
 }
 
 /// Decides each message's [`Fate`]: the simulator's partitions, delays and losses.
@@ -137,14 +140,24 @@ impl InProcessNet {
                 "node {to} is not running (in-process network)"
             )));
         };
+        let lost = || {
+            Status::deadline_exceeded(format!(
+                "no answer from node {to} within {timeout:?} (lost)"
+            ))
+        };
         let delay = match self.fate(from, to) {
             Fate::Deliver => Duration::ZERO,
             Fate::Delay(delay) => delay,
             Fate::Lose => {
                 tokio::time::sleep(timeout).await;
-                return Err(Status::deadline_exceeded(format!(
-                    "no answer from node {to} within {timeout:?} (lost)"
-                )));
+                return Err(lost());
+            }
+            Fate::LoseReply(delay) => {
+                let started = tokio::time::Instant::now();
+                tokio::time::sleep(delay).await;
+                let _ = tokio::time::timeout(timeout.saturating_sub(delay), handle(service)).await;
+                tokio::time::sleep_until(started + timeout).await;
+                return Err(lost());
             }
         };
         let exchange = async {

@@ -176,6 +176,17 @@ pub fn open_db_for_node(
                 .iter()
                 .map(|name| ColumnFamilyDescriptor::new(*name, state_options.clone())),
         );
+    // RocksDB 10.4 loops for ever on one kind of torn tail: handled before it reads the logs.
+    for torn in
+        super::wal_tail::repair_looping_tails(path.as_ref()).map_err(LogStoreError::DamagedLog)?
+    {
+        tracing::warn!(
+            file = %torn.file.display(),
+            offset = torn.offset,
+            dropped = torn.dropped,
+            "write-ahead log ended in a torn write; dropped it before recovery"
+        );
+    }
     let db = DB::open_cf_descriptors(&db_options, path, families).map_err(LogStoreError::Open)?;
     Ok(Arc::new(db))
 }
@@ -218,6 +229,8 @@ pub struct CorruptLogEntry {
 pub enum LogStoreError {
     #[error("cannot open the database: {0}")]
     Open(#[source] rocksdb::Error),
+    #[error("cannot open the database: {0}")]
+    DamagedLog(String),
     #[error("column family {0} is missing; the database was not opened by open_db")]
     MissingColumnFamily(&'static str),
     #[error(transparent)]

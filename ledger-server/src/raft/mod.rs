@@ -2,7 +2,8 @@
 //! adapter (`state_machine.rs`), how it installs a snapshot (`snapshot_install.rs`), the
 //! network to the other nodes (`network.rs`, over gRPC or, in the simulator and in-process
 //! tests, `in_process.rs`), which copy of each node's data the cluster
-//! counts on (`identity.rs`), the thread that fsyncs the log (`wal_sync.rs`), and openraft's
+//! counts on (`identity.rs`), the thread that fsyncs the log (`wal_sync.rs`), a check of
+//! RocksDB's log files before they are opened (`wal_tail.rs`), and openraft's
 //! runtime with a generator the simulator can seed (`runtime.rs`).
 
 pub mod identity;
@@ -14,6 +15,7 @@ pub mod snapshot_install;
 pub mod state_machine;
 pub mod types;
 pub mod wal_sync;
+pub mod wal_tail;
 
 /// Events in a run of entries from which applying it counts as long blocking work.
 pub(crate) const BLOCKING_EVENTS_MIN: usize = 1_024;

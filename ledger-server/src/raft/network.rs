@@ -703,6 +703,7 @@ where
         };
         let heartbeats = self.heartbeats(self.seal_request(RPCTypes::AppendEntries, &heartbeat)?);
         tokio::select! {
+            biased;
             reply = self.send(RPCTypes::InstallSnapshot, envelope, &option) => reply,
             never = heartbeats => match never {},
         }

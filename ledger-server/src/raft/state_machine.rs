@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::raft::snapshot_install::{install_snapshot_file, installing, InstallMarker};
 use crate::raft::types::{LedgerResponse, LogId, StorageError, StoredMembership, TypeConfig};
 use crate::storage::snapshot_file::{SnapshotMeta, SnapshotWriter};
+use crate::storage::snapshot_handle::SnapshotHandle;
 use crate::storage::state_store::{cf, AccountCache, StateView};
 
 /// Key of the Raft bookkeeping in the `state_meta` column family (the core's own record is
@@ -260,7 +261,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
         let started = std::time::Instant::now();
-        let (meta, file) = tokio::task::spawn_blocking(move || {
+        let (meta, file) = crate::blocking::spawn(move || {
             let _turn = shared.take_turn();
             let (meta, file) = build_snapshot_file(&shared)?;
             shared.set_current(meta.clone(), file.clone())?;
@@ -268,11 +269,10 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
         })
         .await
         .map_err(|e| write_snapshot_error(&e))??;
-        let handle = tokio::fs::File::open(self.shared.dir.join(&file))
-            .await
+        let handle = SnapshotHandle::open(&self.shared.dir.join(&file))
             .map_err(|e| read_snapshot_error(&e))?;
         self.built.inc();
-        let bytes = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let bytes = handle.len().await.unwrap_or(0);
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
             bytes,
@@ -431,26 +431,25 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotHandle>, StorageError> {
         let n = self.shared.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("incoming-{n}.snap");
         let path = self.shared.dir.join(&name);
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(&path)
-            .await
             .map_err(|e| write_snapshot_error(&e))?;
         self.receiving = Some(name);
-        Ok(Box::new(file))
+        Ok(Box::new(SnapshotHandle::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotHandle>,
     ) -> Result<(), StorageError> {
         // The snapshot replaces every account (and a failed install leaves nothing certain).
         self.accounts.clear();
@@ -470,7 +469,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         };
         let shared = self.shared.clone();
         let started = std::time::Instant::now();
-        let installed = tokio::task::spawn_blocking(move || {
+        let installed = crate::blocking::spawn(move || {
             let _turn = shared.take_turn();
             let installed = install_snapshot_file(&shared.db, &shared.dir, &marker)
                 .and_then(|batches| shared.finish_install(&marker).map(|()| batches));
@@ -522,7 +521,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         };
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: Box::new(SnapshotHandle::from_std(file)),
         }))
     }
 }

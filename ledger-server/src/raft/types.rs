@@ -81,7 +81,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = LedgerNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = crate::storage::snapshot_handle::SnapshotHandle,
         AsyncRuntime = crate::raft::runtime::LedgerRuntime,
 );
 

@@ -29,70 +29,90 @@ pub type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// The handle to the fsync thread; the thread ends when the last handle is dropped.
 #[derive(Debug)]
 pub struct WalSync {
-    requests: mpsc::Sender<Done>,
+    /// The fsync thread's queue, or `None` when fsyncs run in place (`blocking::run_inline`,
+    /// the simulator).
+    requests: Option<mpsc::Sender<Done>>,
+    syncer: Arc<Syncer>,
+}
+
+/// What one fsync needs, shared by the thread and the in-place path.
+#[derive(Debug)]
+struct Syncer {
+    db: Weak<DB>,
+    poisoned: Arc<AtomicBool>,
     /// Test-only: how long each fsync is held back (`Admin/InjectSyncDelay`).
     #[cfg(feature = "fault-injection")]
-    delay_ms: Arc<AtomicU64>,
+    delay_ms: AtomicU64,
     /// Test-only: the next fsync fails (`Admin/InjectSyncDelay` with `fail_next`).
     #[cfg(feature = "fault-injection")]
-    fail_next: Arc<AtomicBool>,
+    fail_next: AtomicBool,
+}
+
+impl Syncer {
+    fn sync_once(&self) -> Result<(), String> {
+        #[cfg(feature = "fault-injection")]
+        {
+            let ms = self.delay_ms.load(Ordering::SeqCst);
+            if ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            if self.fail_next.swap(false, Ordering::SeqCst) {
+                self.poisoned.store(true, Ordering::SeqCst);
+                tracing::error!("injected fsync failure; log store poisoned");
+                return Err("fsync of the write-ahead log failed: injected EIO".to_string());
+            }
+        }
+        sync(&self.db, &self.poisoned)
+    }
 }
 
 impl WalSync {
-    /// Starts the thread for `db`. A failed fsync raises `poisoned`: after it, nobody knows
+    /// Starts the thread for `db` (or, under `blocking::run_inline`, none: each fsync then
+    /// runs in place). A failed fsync raises `poisoned`: after it, nobody knows
     /// what reached the disk, so the store refuses every later write (`log_store.rs`). The
     /// thread does not keep the database open: it is closed when its last owner drops it.
     pub fn start(db: &Arc<DB>, poisoned: Arc<AtomicBool>) -> std::io::Result<Self> {
-        let db = Arc::downgrade(db);
+        let syncer = Arc::new(Syncer {
+            db: Arc::downgrade(db),
+            poisoned,
+            #[cfg(feature = "fault-injection")]
+            delay_ms: AtomicU64::new(0),
+            #[cfg(feature = "fault-injection")]
+            fail_next: AtomicBool::new(false),
+        });
+        if crate::blocking::inline() {
+            return Ok(Self {
+                requests: None,
+                syncer,
+            });
+        }
         let (requests, queue) = mpsc::channel::<Done>();
-        #[cfg(feature = "fault-injection")]
-        let delay_ms = Arc::new(AtomicU64::new(0));
-        #[cfg(feature = "fault-injection")]
-        let delay = delay_ms.clone();
-        #[cfg(feature = "fault-injection")]
-        let fail_next = Arc::new(AtomicBool::new(false));
-        #[cfg(feature = "fault-injection")]
-        let fail = fail_next.clone();
+        let thread_syncer = syncer.clone();
         std::thread::Builder::new()
             .name("ledger-wal-sync".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(queue.try_iter());
-                    #[cfg(feature = "fault-injection")]
-                    {
-                        let ms = delay.load(Ordering::SeqCst);
-                        if ms > 0 {
-                            std::thread::sleep(std::time::Duration::from_millis(ms));
-                        }
-                    }
-                    #[cfg(feature = "fault-injection")]
-                    let result = if fail.swap(false, Ordering::SeqCst) {
-                        poisoned.store(true, Ordering::SeqCst);
-                        tracing::error!("injected fsync failure; log store poisoned");
-                        Err("fsync of the write-ahead log failed: injected EIO".to_string())
-                    } else {
-                        sync(&db, &poisoned)
-                    };
-                    #[cfg(not(feature = "fault-injection"))]
-                    let result = sync(&db, &poisoned);
+                    let result = thread_syncer.sync_once();
                     for done in waiting {
                         done(result.clone());
                     }
                 }
             })?;
         Ok(Self {
-            requests,
-            #[cfg(feature = "fault-injection")]
-            delay_ms,
-            #[cfg(feature = "fault-injection")]
-            fail_next,
+            requests: Some(requests),
+            syncer,
         })
     }
 
     /// Calls `done` once every write made so far is durable.
     pub fn after_sync(&self, done: Done) {
-        if let Err(mpsc::SendError(done)) = self.requests.send(done) {
+        let Some(requests) = &self.requests else {
+            done(self.syncer.sync_once());
+            return;
+        };
+        if let Err(mpsc::SendError(done)) = requests.send(done) {
             done(Err("the log's fsync thread has stopped".into()));
         }
     }
@@ -110,13 +130,13 @@ impl WalSync {
     /// Test-only: the next fsync fails, as an EIO would.
     #[cfg(feature = "fault-injection")]
     pub fn fail_next_sync(&self) {
-        self.fail_next.store(true, Ordering::SeqCst);
+        self.syncer.fail_next.store(true, Ordering::SeqCst);
     }
 
     /// Test-only: holds every later fsync back by `ms` (0: no more).
     #[cfg(feature = "fault-injection")]
     pub fn set_delay_ms(&self, ms: u64) {
-        self.delay_ms.store(ms, Ordering::SeqCst);
+        self.syncer.delay_ms.store(ms, Ordering::SeqCst);
     }
 }
 

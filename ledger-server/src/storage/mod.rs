@@ -2,4 +2,5 @@
 
 pub mod engine;
 pub mod snapshot_file;
+pub mod snapshot_handle;
 pub mod state_store;
