@@ -35,6 +35,8 @@ pub struct Plan {
 pub struct Faults {
     /// Probability that a message between two nodes is lost.
     pub loss: f64,
+    /// Probability that a message between two nodes is delivered twice.
+    pub duplicate: f64,
     /// Each message is held up to this long, in each direction (messages overtake each other).
     pub delay_max: Duration,
     /// Partitions come and go: some links cut, in one direction or both.
@@ -69,6 +71,7 @@ impl Plan {
             } else {
                 0.0
             },
+            duplicate: 0.0,
             delay_max: if on(&mut rng) {
                 Duration::from_millis(rng.gen_range(1..=200))
             } else {
@@ -90,7 +93,7 @@ impl Plan {
                 0.0
             },
         };
-        Self {
+        let mut plan = Self {
             seed,
             nodes: if rng.gen_bool(0.8) { 3 } else { 5 },
             duration: Duration::from_millis(rng.gen_range(5_000..=20_000)),
@@ -98,7 +101,12 @@ impl Plan {
             accounts: rng.gen_range(2..=16),
             snapshot_logs: rng.gen_range(50..=400),
             faults,
+        };
+        // Drawn last, so that the faults above stay what they were for every seed.
+        if on(&mut rng) {
+            plan.faults.duplicate = rng.gen_range(0.01..0.1);
         }
+        plan
     }
 }
 
@@ -108,7 +116,7 @@ impl std::fmt::Display for Plan {
         write!(
             f,
             "seed {}: {} nodes, {:.1} s, {} clients, {} accounts, snapshot every {} entries; \
-             loss {:.3}, delay up to {} ms, partitions {}, crashes {}, power loss {}, fsync \
+             loss {:.3}, duplicates {:.3}, delay up to {} ms, partitions {}, crashes {}, power loss {}, fsync \
              errors {}, clock skew up to {} ms, clock jumps {}, resend {:.2}",
             self.seed,
             self.nodes,
@@ -117,6 +125,7 @@ impl std::fmt::Display for Plan {
             self.accounts,
             self.snapshot_logs,
             x.loss,
+            x.duplicate,
             x.delay_max.as_millis(),
             x.partitions,
             x.crashes,
@@ -144,5 +153,6 @@ mod tests {
         assert!(plans.iter().any(|p| p.faults.loss > 0.0));
         assert!(plans.iter().any(|p| p.faults.loss == 0.0));
         assert!(plans.iter().any(|p| p.nodes == 5));
+        assert!(plans.iter().any(|p| p.faults.duplicate > 0.0));
     }
 }

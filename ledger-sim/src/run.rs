@@ -107,6 +107,7 @@ async fn play(plan: Plan, dir: std::path::PathBuf) -> Report {
     let links = Arc::new(Links::new(
         rng.gen(),
         plan.faults.loss,
+        plan.faults.duplicate,
         plan.faults.delay_max,
     ));
     let mut report = Report {

@@ -171,7 +171,9 @@ impl Client {
                 code: 1,
                 ..Default::default()
             };
-            let outcome = self.submit(&cluster, &mut leader, nodes, &transfer).await;
+            let outcome = self
+                .submit_within(&cluster, &mut leader, nodes, &transfer, OPERATION_DEADLINE)
+                .await;
             self.trace.event(format!(
                 "client {} transfer {:#x} {} -> {} amount {}: {outcome:?}",
                 self.index, transfer.id, debit, credit, transfer.amount
@@ -186,7 +188,9 @@ impl Client {
                 });
             if outcome == Outcome::Acknowledged && self.rng.gen_bool(self.resend) {
                 // The application sends it again: it must exist already, and stay applied once.
-                let again = self.submit(&cluster, &mut leader, nodes, &transfer).await;
+                let again = self
+                    .submit_within(&cluster, &mut leader, nodes, &transfer, OPERATION_DEADLINE)
+                    .await;
                 self.trace.event(format!(
                     "client {} resent {:#x}: {again:?}",
                     self.index, transfer.id
@@ -218,18 +222,7 @@ impl Client {
             .await
     }
 
-    /// Sends `transfer` until an attempt is definite or the deadline passes.
-    async fn submit(
-        &mut self,
-        cluster: &AsyncMutex<SimCluster>,
-        leader: &mut u64,
-        nodes: u64,
-        transfer: &Transfer,
-    ) -> Outcome {
-        self.submit_within(cluster, leader, nodes, transfer, OPERATION_DEADLINE)
-            .await
-    }
-
+    /// Sends `transfer`, to `leader` first, until an attempt is definite or `deadline` passes.
     async fn submit_within(
         &mut self,
         cluster: &AsyncMutex<SimCluster>,

@@ -64,7 +64,8 @@ impl Env for SimClock {
     }
 }
 
-/// The network's faults: cut links (one-way or both), loss and delay, drawn per message.
+/// The network's faults: cut links (one-way or both), loss, duplication and delay, drawn per
+/// message.
 #[derive(Debug)]
 pub struct Links {
     state: Mutex<LinkState>,
@@ -76,16 +77,18 @@ struct LinkState {
     /// Links `(from, to)` that deliver nothing.
     cut: BTreeSet<(u64, u64)>,
     loss: f64,
+    duplicate: f64,
     delay_max: Duration,
 }
 
 impl Links {
-    pub fn new(seed: u64, loss: f64, delay_max: Duration) -> Self {
+    pub fn new(seed: u64, loss: f64, duplicate: f64, delay_max: Duration) -> Self {
         Self {
             state: Mutex::new(LinkState {
                 rng: StdRng::seed_from_u64(seed),
                 cut: BTreeSet::new(),
                 loss,
+                duplicate,
                 delay_max,
             }),
         }
@@ -105,11 +108,13 @@ impl Links {
         self.state().cut.clear();
     }
 
-    /// Mends every link, and stops losing messages (the network heals for the final checks).
+    /// Mends every link, and stops losing and duplicating messages (the network heals for
+    /// the final checks).
     pub fn heal(&self) {
         let mut state = self.state();
         state.cut.clear();
         state.loss = 0.0;
+        state.duplicate = 0.0;
     }
 
     /// The links cut now.
@@ -141,6 +146,13 @@ impl LinkFaults for Links {
                 };
             }
         }
+        if state.duplicate > 0.0 {
+            let duplicate = state.duplicate;
+            if state.rng.gen_bool(duplicate) {
+                let again = Duration::from_micros(state.rng.gen_range(0..=max.max(1) * 2));
+                return Fate::Duplicate(delay, again);
+            }
+        }
         Fate::Delay(delay)
     }
 }
@@ -165,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_link_cut_one_way_loses_requests_one_way_and_answers_the_other_and_healing_mends_it() {
-        let links = Links::new(3, 0.0, Duration::from_millis(5));
+        let links = Links::new(3, 0.0, 0.0, Duration::from_millis(5));
         links.cut(1, 2);
         assert_eq!(links.fate(1, 2), Fate::Lose);
         assert!(
@@ -175,5 +187,7 @@ mod tests {
         assert!(matches!(links.fate(1, 3), Fate::Delay(d) if d <= Duration::from_millis(5)));
         links.heal();
         assert!(matches!(links.fate(1, 2), Fate::Delay(_)));
+        let duplicating = Links::new(3, 0.0, 1.0, Duration::from_millis(5));
+        assert!(matches!(duplicating.fate(1, 2), Fate::Duplicate(..)));
     }
 }

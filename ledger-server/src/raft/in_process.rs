@@ -29,6 +29,9 @@ pub enum Fate {
     /// The request arrives after this long and is handled, but its answer is lost (a link cut
     /// in one direction): the caller hears nothing until its deadline.
     LoseReply(Duration),
+    /// Delivered after the first delay, and once more after the second (a duplicate the
+    /// network made); the caller hears the first answer, the second is dropped.
+    Duplicate(Duration, Duration),
 }
 
 /// Decides each message's [`Fate`]: the simulator's partitions, delays and losses.
@@ -99,11 +102,16 @@ impl InProcessNet {
         request: Request<RaftRequest>,
         timeout: Duration,
     ) -> Result<Response<RaftReply>, Status> {
-        self.deliver(from, to, timeout, |service| async move {
-            match rpc {
-                RPCTypes::AppendEntries => service.append_entries(request).await,
-                RPCTypes::Vote => service.vote(request).await,
-                RPCTypes::InstallSnapshot => service.install_snapshot(request).await,
+        let (metadata, _, message) = request.into_parts();
+        self.deliver(from, to, timeout, move |service| {
+            let request =
+                Request::from_parts(metadata.clone(), Default::default(), message.clone());
+            async move {
+                match rpc {
+                    RPCTypes::AppendEntries => service.append_entries(request).await,
+                    RPCTypes::Vote => service.vote(request).await,
+                    RPCTypes::InstallSnapshot => service.install_snapshot(request).await,
+                }
             }
         })
         .await
@@ -117,8 +125,11 @@ impl InProcessNet {
         request: Request<IdentifyRequest>,
         timeout: Duration,
     ) -> Result<Response<IdentifyReply>, Status> {
-        self.deliver(from, to, timeout, |service| async move {
-            service.identify(request).await
+        let (metadata, _, message) = request.into_parts();
+        self.deliver(from, to, timeout, move |service| {
+            let request =
+                Request::from_parts(metadata.clone(), Default::default(), message.clone());
+            async move { service.identify(request).await }
         })
         .await
     }
@@ -131,8 +142,9 @@ impl InProcessNet {
         handle: F,
     ) -> Result<T, Status>
     where
-        F: FnOnce(Arc<dyn RaftRpc>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Status>>,
+        F: Fn(Arc<dyn RaftRpc>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+        T: Send + 'static,
     {
         let service = self.read_services().get(&to).cloned();
         let Some(service) = service else {
@@ -151,6 +163,14 @@ impl InProcessNet {
             Fate::Lose => {
                 tokio::time::sleep(timeout).await;
                 return Err(lost());
+            }
+            Fate::Duplicate(delay, again) => {
+                let copy = handle(service.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(again).await;
+                    let _ = copy.await;
+                });
+                delay
             }
             Fate::LoseReply(delay) => {
                 let started = tokio::time::Instant::now();
